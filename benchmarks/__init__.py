@@ -1,0 +1,1 @@
+"""Runnable measurements: `python -m benchmarks.<name>`; results/ holds their outputs."""

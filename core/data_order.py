@@ -1,0 +1,50 @@
+"""The order in which training samples are seen: seeded per epoch, sharded per rank, resumable.
+
+The engine shuffles and shards itself (instead of DistributedSampler + skip-ahead) so that
+the position in the data order is one integer, saved in every checkpoint: a resumed run
+sees exactly the batches the uninterrupted run would have seen.
+
+Epoch ``e`` is a permutation drawn from ``Generator().manual_seed(seed, e)``. Global batch
+``b`` is the slice ``perm[b*B*W : (b+1)*B*W]`` (B = per-process batch, W = world size) and
+rank ``r`` takes its ``r``-th block of B. The incomplete tail is dropped, so every rank
+always has the same number of equal-sized batches (DDP needs that) and 1 process with
+batch B*W sees the same samples per step as W processes with batch B.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch.utils.data import Sampler
+
+
+def epoch_permutation(num_samples: int, seed: int, epoch: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(num_samples, generator=generator)
+
+
+class ResumableBatchSampler(Sampler[list[int]]):
+    """Yields this rank's batches of one epoch, starting at global batch ``start_batch``."""
+
+    def __init__(self, num_samples: int, batch_size: int, seed: int, epoch: int,
+                 world_size: int = 1, rank: int = 0, start_batch: int = 0, shuffle: bool = True):
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+        self.world_size = world_size
+        self.rank = rank
+        self.start_batch = start_batch
+        self.order = (epoch_permutation(num_samples, seed, epoch) if shuffle
+                      else torch.arange(num_samples))
+
+    @staticmethod
+    def batches_per_epoch(num_samples: int, batch_size: int, world_size: int = 1) -> int:
+        return num_samples // (batch_size * world_size)
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch(self.num_samples, self.batch_size, self.world_size) - self.start_batch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        global_batch = self.batch_size * self.world_size
+        for b in range(self.start_batch, self.start_batch + len(self)):
+            block = self.order[b * global_batch:(b + 1) * global_batch]
+            yield block[self.rank * self.batch_size:(self.rank + 1) * self.batch_size].tolist()

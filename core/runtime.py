@@ -1,0 +1,67 @@
+"""Process-level setup: device choice, seeding, RNG capture/restore, CPU thread count."""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.errors import UserError
+
+
+def pick_device(requested: str, accelerator_device: torch.device) -> None:
+    """Fail early when ``--device cuda`` is asked for on a machine without CUDA."""
+    if requested == "cuda" and accelerator_device.type != "cuda":
+        raise UserError("--device cuda was requested but torch sees no CUDA GPU "
+                        f"(torch {torch.__version__}); use --device cpu or auto")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def physical_cores() -> int:
+    """Cores this process may use, counting each physical core once (SMT siblings share)."""
+    logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    siblings = Path("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list")
+    try:
+        text = siblings.read_text().strip()
+        # "0,4" or "0-1" -> 2 hardware threads per core
+        per_core = sum(len(range(int(a), int(b) + 1)) if "-" in part else 1
+                       for part in text.split(",") for a, _, b in [part.partition("-")])
+    except (OSError, ValueError):
+        per_core = 1
+    return max(1, logical // max(per_core, 1))
+
+
+def set_cpu_threads(num_workers: int, local_world_size: int) -> int:
+    """Intra-op threads: the physical cores of this process's share, minus DataLoader workers.
+
+    An explicit ``OMP_NUM_THREADS`` or ``torch.set_num_threads`` by the user wins.
+    """
+    if "OMP_NUM_THREADS" in os.environ:
+        return torch.get_num_threads()
+    share = physical_cores() // max(local_world_size, 1)
+    threads = max(1, share - num_workers)
+    torch.set_num_threads(threads)
+    return threads

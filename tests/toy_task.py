@@ -1,0 +1,104 @@
+"""A seconds-fast task for the engine's tests: noisy 2-class blobs, an MLP with dropout.
+
+It follows the task contract exactly and adds one test hook, ``fault``: training-mode loss
+calls whose number is listed in ``fault.nonfinite_at`` (1-based, counted per process)
+return NaN, on every rank or only on ``fault.nonfinite_rank``.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+from torch.utils.data import Dataset
+
+from core.config import RunConfig, Section, TrainerConfig
+from core.task import Task, model_device
+
+
+class ToyData(Section):
+    samples: int = Field(256, ge=1)
+    features: int = 16
+    seed: int = 0
+
+
+class ToyModel(Section):
+    hidden: int = 32
+    dropout: float = 0.2
+
+
+class ToyFault(Section):
+    nonfinite_at: list[int] = []
+    nonfinite_rank: int = -1  # -1: every rank
+
+
+class ToyConfig(RunConfig):
+    trainer: TrainerConfig = Field(default_factory=lambda: TrainerConfig(
+        max_epochs=2, batch_size=8, lr=3e-3, log_every_steps=4, precision="fp32"))
+    data: ToyData = Field(default_factory=ToyData)
+    model: ToyModel = Field(default_factory=ToyModel)
+    fault: ToyFault = Field(default_factory=ToyFault)
+
+
+class Blobs(Dataset):
+    """(x: float32 (F,), y: int64 ()) pairs in two compact arrays."""
+
+    def __init__(self, n: int, features: int, seed: int):
+        rng = np.random.default_rng(seed)
+        self.y = rng.integers(0, 2, size=n).astype(np.int64)
+        centres = np.stack([np.full(features, -0.5), np.full(features, 0.5)]).astype(np.float32)
+        self.x = (centres[self.y] + rng.normal(0, 1.0, size=(n, features))).astype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        return torch.from_numpy(self.x[i]), torch.tensor(self.y[i])
+
+
+class ToyTask(Task):
+    name = "toy"
+    description = "test task: two noisy blobs, an MLP with dropout"
+    Config = ToyConfig
+    monitor = ("accuracy", "max")
+
+    def __init__(self) -> None:
+        self.loss_calls = 0
+
+    def build_model(self, cfg):
+        return nn.Sequential(nn.Linear(cfg.data.features, cfg.model.hidden), nn.ReLU(),
+                             nn.Dropout(cfg.model.dropout), nn.Linear(cfg.model.hidden, 2))
+
+    def build_datasets(self, cfg):
+        self.fault = cfg.fault
+        d = cfg.data
+        return Blobs(d.samples, d.features, d.seed), Blobs(64, d.features, d.seed + 1)
+
+    def loss(self, model, batch):
+        x, y = batch
+        logits = model(x).float()
+        loss = nn.functional.cross_entropy(logits, y)
+        if model.training:
+            self.loss_calls += 1
+            rank = int(os.environ.get("RANK", 0))
+            if self.loss_calls in self.fault.nonfinite_at and self.fault.nonfinite_rank in (-1, rank):
+                loss = loss * float("nan")
+        return loss, {}
+
+    def evaluate(self, model, loader):
+        device = model_device(model)
+        correct = total = 0
+        loss_sum = 0.0
+        for x, y in loader:
+            x, y = self.to_device((x, y), device)
+            logits = model(x).float()
+            loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            total += len(y)
+        return {"accuracy": correct / total, "loss": loss_sum / total}
+
+    def example_batch(self, cfg, batch_size):
+        x = torch.randn(batch_size, cfg.data.features)
+        return x, torch.zeros(batch_size, dtype=torch.int64)
