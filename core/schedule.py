@@ -16,6 +16,7 @@ def lr_multiplier(kind: str, total_steps: int, warmup_steps: int, min_ratio: flo
     total = max(total_steps, 1)
     if kind == "onecycle":
         warmup_steps = warmup_steps or max(1, int(0.3 * total))
+    warmup_steps = min(warmup_steps, total)  # a warmup longer than the run ends with it
 
     def multiplier(update: int) -> float:
         if warmup_steps and update < warmup_steps:

@@ -1,12 +1,16 @@
 """A seconds-fast task for the engine's tests: noisy 2-class blobs, an MLP with dropout.
 
-It follows the task contract exactly and adds one test hook, ``fault``: training-mode loss
-calls whose number is listed in ``fault.nonfinite_at`` (1-based, counted per process)
-return NaN, on every rank or only on ``fault.nonfinite_rank``.
+It follows the task contract exactly and adds test hooks in ``[fault]``, keyed on the
+number of the training-mode loss call (1-based, counted per process):
+- ``nonfinite_at``: those calls return NaN, on every rank or only on ``nonfinite_rank``;
+- ``kill_at``: that call sends SIGKILL to its own process (a spot instance vanishing);
+- ``sigterm_at``: that call sends SIGTERM to its own process (a reclaim notice).
+Signals are real and delivered by the kernel; choosing the call makes the tests exact.
 """
 from __future__ import annotations
 
 import os
+import signal
 
 import numpy as np
 import torch
@@ -32,6 +36,8 @@ class ToyModel(Section):
 class ToyFault(Section):
     nonfinite_at: list[int] = []
     nonfinite_rank: int = -1  # -1: every rank
+    kill_at: int = 0
+    sigterm_at: int = 0
 
 
 class ToyConfig(RunConfig):
@@ -85,6 +91,10 @@ class ToyTask(Task):
             rank = int(os.environ.get("RANK", 0))
             if self.loss_calls in self.fault.nonfinite_at and self.fault.nonfinite_rank in (-1, rank):
                 loss = loss * float("nan")
+            if self.loss_calls == self.fault.kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            if self.loss_calls == self.fault.sigterm_at:
+                os.kill(os.getpid(), signal.SIGTERM)
         return loss, {}
 
     def evaluate(self, model, loader):
