@@ -4,11 +4,13 @@ The engine shuffles and shards itself (instead of DistributedSampler + skip-ahea
 the position in the data order is one integer, saved in every checkpoint: a resumed run
 sees exactly the batches the uninterrupted run would have seen.
 
-Epoch ``e`` is a permutation drawn from ``Generator().manual_seed(seed, e)``. Global batch
-``b`` is the slice ``perm[b*B*W : (b+1)*B*W]`` (B = per-process batch, W = world size) and
-rank ``r`` takes its ``r``-th block of B. The incomplete tail is dropped, so every rank
-always has the same number of equal-sized batches (DDP needs that) and 1 process with
-batch B*W sees the same samples per step as W processes with batch B.
+Epoch ``e`` is a permutation drawn from ``Generator().manual_seed(seed, e)``. The position
+is counted in samples ``s`` already consumed this epoch (so it survives a change of batch
+size, e.g. an out-of-memory back-off). The next global batch is ``perm[s : s + B*W]``
+(B = per-process batch, W = world size) and rank ``r`` takes its ``r``-th block of B. An
+incomplete tail is dropped, so every rank always has the same number of equal-sized
+batches (DDP needs that) and 1 process with batch B*W sees the same samples per step as W
+processes with batch B.
 """
 from __future__ import annotations
 
@@ -24,15 +26,15 @@ def epoch_permutation(num_samples: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 class ResumableBatchSampler(Sampler[list[int]]):
-    """Yields this rank's batches of one epoch, starting at global batch ``start_batch``."""
+    """Yields this rank's batches of one epoch, starting after ``start_sample`` samples."""
 
     def __init__(self, num_samples: int, batch_size: int, seed: int, epoch: int,
-                 world_size: int = 1, rank: int = 0, start_batch: int = 0, shuffle: bool = True):
+                 world_size: int = 1, rank: int = 0, start_sample: int = 0, shuffle: bool = True):
         self.num_samples = num_samples
         self.batch_size = batch_size
         self.world_size = world_size
         self.rank = rank
-        self.start_batch = start_batch
+        self.start_sample = start_sample
         self.order = (epoch_permutation(num_samples, seed, epoch) if shuffle
                       else torch.arange(num_samples))
 
@@ -41,10 +43,11 @@ class ResumableBatchSampler(Sampler[list[int]]):
         return num_samples // (batch_size * world_size)
 
     def __len__(self) -> int:
-        return self.batches_per_epoch(self.num_samples, self.batch_size, self.world_size) - self.start_batch
+        return max(0, self.num_samples - self.start_sample) // (self.batch_size * self.world_size)
 
     def __iter__(self) -> Iterator[list[int]]:
         global_batch = self.batch_size * self.world_size
-        for b in range(self.start_batch, self.start_batch + len(self)):
-            block = self.order[b * global_batch:(b + 1) * global_batch]
+        for b in range(len(self)):
+            first = self.start_sample + b * global_batch
+            block = self.order[first:first + global_batch]
             yield block[self.rank * self.batch_size:(self.rank + 1) * self.batch_size].tolist()

@@ -43,7 +43,7 @@ class Progress:
     """Where the run is; saved in every checkpoint."""
 
     epoch: int = 0
-    batch_in_epoch: int = 0  # global micro-batches of this epoch already consumed
+    samples_in_epoch: int = 0  # samples of this epoch's order already consumed (all ranks)
     step: int = 0  # attempted optimizer steps
     skipped_nonfinite: int = 0
     consecutive_nonfinite: int = 0
@@ -79,17 +79,8 @@ def fit(task: Any, cfg: Any, run_dir: str | Path, resume: bool = False) -> dict[
 
         chosen, reason = choose_batch_size(task, cfg, device, train_set)
         cfg.trainer.batch_size, cfg.trainer.batch_size_reason = chosen, reason
-    batch = t.batch_size
     world = accelerator.num_processes
-    batches_per_epoch = ResumableBatchSampler.batches_per_epoch(len(train_set), batch, world)
-    steps_per_epoch = batches_per_epoch // t.grad_accum_steps
-    if steps_per_epoch == 0:
-        raise UserError(f"the training set has {len(train_set)} samples, fewer than one step needs "
-                        f"(batch_size {batch} x {world} processes x grad_accum_steps {t.grad_accum_steps}); "
-                        "lower trainer.batch_size or add data")
-    total_steps = t.max_epochs * steps_per_epoch
-    if t.max_steps:
-        total_steps = min(total_steps, t.max_steps)
+    plan = _StepPlan(len(train_set), t.batch_size, world, t.grad_accum_steps, t.max_epochs, t.max_steps)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(config_io.to_json(cfg) + "\n")
@@ -104,7 +95,7 @@ def fit(task: Any, cfg: Any, run_dir: str | Path, resume: bool = False) -> dict[
     raw_model = accelerator.unwrap_model(model)
     optimizer = torch.optim.AdamW(raw_model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_multiplier(t.lr_schedule, total_steps, t.warmup_steps, t.min_lr_ratio))
+        optimizer, lr_multiplier(t.lr_schedule, plan.total_steps, t.warmup_steps, t.min_lr_ratio))
     progress = Progress()
     metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=main)
     if restored:
@@ -130,7 +121,7 @@ def fit(task: Any, cfg: Any, run_dir: str | Path, resume: bool = False) -> dict[
 
     def evaluate() -> dict[str, float]:
         model.eval()
-        loader = _loader(task, cfg, val_set, task.val_batch_size(cfg, batch), t.seed, 0, shuffle=False,
+        loader = _loader(task, cfg, val_set, task.val_batch_size(cfg, plan.batch_size), t.seed, 0, shuffle=False,
                          device=device)
         with torch.no_grad(), precision.autocast():
             results = {k: float(v) for k, v in task.evaluate(raw_model, loader).items()}
@@ -145,38 +136,54 @@ def fit(task: Any, cfg: Any, run_dir: str | Path, resume: bool = False) -> dict[
         return results
 
     # ---- the loop
-    bar = ProgressBar(total_steps, enabled=main)
+    bar = ProgressBar(plan.total_steps, enabled=main)
     window = _Window()
     final_metrics: dict[str, float] = {}
     stopped_by = "completed"
     started = time.perf_counter()
     model.train()
     with StopRequest() as stop:
-        while progress.step < total_steps:
-            if progress.batch_in_epoch >= steps_per_epoch * t.grad_accum_steps:
-                progress.epoch, progress.batch_in_epoch = progress.epoch + 1, 0
+        while not plan.finished(progress) and stopped_by == "completed":
+            if not plan.step_fits(progress.samples_in_epoch):  # the epoch's tail is dropped
+                progress.epoch, progress.samples_in_epoch = progress.epoch + 1, 0
+                continue
             if hasattr(train_set, "set_epoch"):
                 train_set.set_epoch(progress.epoch)
-            loader = iter(_loader(task, cfg, train_set, batch, t.seed, progress.epoch, shuffle=True,
-                                  device=device, start_batch=progress.batch_in_epoch, world=world,
+            loader = iter(_loader(task, cfg, train_set, plan.batch_size, t.seed, progress.epoch, shuffle=True,
+                                  device=device, start_sample=progress.samples_in_epoch, world=world,
                                   rank=accelerator.process_index))
-            epoch_end_step = progress.step + (steps_per_epoch * t.grad_accum_steps - progress.batch_in_epoch) // t.grad_accum_steps
-            while progress.step < min(epoch_end_step, total_steps):
+            while plan.step_fits(progress.samples_in_epoch) and not plan.finished(progress):
                 # forward/backward over grad_accum_steps micro-batches
                 micro_losses, logs, samples = [], {}, 0
-                for micro in range(t.grad_accum_steps):
-                    waited = time.perf_counter()
-                    cpu_batch = next(loader)
-                    window.data_wait += time.perf_counter() - waited
-                    samples += task.batch_len(cpu_batch) * world
-                    batch_on_device = task.to_device(cpu_batch, device)
-                    last_micro = micro == t.grad_accum_steps - 1
-                    with contextlib.nullcontext() if last_micro else accelerator.no_sync(model):
-                        with precision.autocast():
-                            loss, logs = task.loss(model, batch_on_device)
-                        precision.backward(loss.float() / t.grad_accum_steps)
-                    micro_losses.append(loss.detach().float())
-                progress.batch_in_epoch += t.grad_accum_steps
+                try:
+                    for micro in range(t.grad_accum_steps):
+                        waited = time.perf_counter()
+                        cpu_batch = next(loader)
+                        window.data_wait += time.perf_counter() - waited
+                        samples += task.batch_len(cpu_batch) * world
+                        batch_on_device = task.to_device(cpu_batch, device)
+                        last_micro = micro == t.grad_accum_steps - 1
+                        with contextlib.nullcontext() if last_micro else accelerator.no_sync(model):
+                            with precision.autocast():
+                                loss, logs = task.loss(model, batch_on_device)
+                            precision.backward(loss.float() / t.grad_accum_steps)
+                        micro_losses.append(loss.detach().float())
+                except torch.cuda.OutOfMemoryError:
+                    # nothing of this step was applied: shrink the batch, redo it from the same sample.
+                    # (Single process only: under DDP the other ranks would wait in their all-reduce.)
+                    micro_losses = loss = batch_on_device = None
+                    optimizer.zero_grad(set_to_none=True)
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    plan.back_off(world, accelerator.print, progress.step + 1)
+                    cfg.trainer.batch_size = plan.batch_size
+                    cfg.trainer.batch_size_reason = plan.reason(cfg.trainer.batch_size_reason)
+                    schedule.lr_lambdas[0] = lr_multiplier(t.lr_schedule, plan.total_steps_from(progress),
+                                                           t.warmup_steps, t.min_lr_ratio)
+                    if main:
+                        (run_dir / "config.json").write_text(config_io.to_json(cfg) + "\n")
+                    break
+                progress.samples_in_epoch += plan.samples_per_step
                 progress.step += 1
                 step_loss = torch.stack(micro_losses).mean()
 
@@ -206,8 +213,8 @@ def fit(task: Any, cfg: Any, run_dir: str | Path, resume: bool = False) -> dict[
                     window.add(mean_loss, samples)
 
                 # log, evaluate, checkpoint
-                at_epoch_end = progress.step == epoch_end_step
-                at_end = progress.step == total_steps
+                at_epoch_end = not plan.step_fits(progress.samples_in_epoch)
+                at_end = plan.finished(progress)
                 if progress.step % t.log_every_steps == 0 or at_end:
                     record = window.flush(progress, optimizer, device, logs)
                     metrics.write(record)
@@ -227,15 +234,13 @@ def fit(task: Any, cfg: Any, run_dir: str | Path, resume: bool = False) -> dict[
                 if any_stop:
                     stopped_by = stop.signal_name or "signal on another rank"
                     break
-            if stopped_by != "completed":
-                break
     bar.close()
     metrics.close()
 
     summary = {
-        "task": task.name, "steps": progress.step, "epochs": progress.epoch + (progress.batch_in_epoch > 0),
+        "task": task.name, "steps": progress.step, "epochs": progress.epoch + (progress.samples_in_epoch > 0),
         "wall_s": round(time.perf_counter() - started, 3), "stopped_by": stopped_by,
-        "skipped_nonfinite": progress.skipped_nonfinite, "batch_size": batch,
+        "skipped_nonfinite": progress.skipped_nonfinite, "batch_size": plan.batch_size,
         "batch_size_reason": cfg.trainer.batch_size_reason, "world_size": world,
         "precision": precision.name, "device": str(device), "cpu_threads": threads,
         "best_metric": {"name": task.monitor[0], "value": progress.best_value, "step": progress.best_step},
@@ -261,12 +266,12 @@ def _read_resume_state(checkpoints: CheckpointManager) -> dict[str, Any]:
 
 
 def _loader(task: Any, cfg: Any, dataset: Any, batch_size: int, seed: int, epoch: int, shuffle: bool,
-            device: torch.device, start_batch: int = 0, world: int = 1, rank: int = 0) -> DataLoader:
+            device: torch.device, start_sample: int = 0, world: int = 1, rank: int = 0) -> DataLoader:
     """A fresh DataLoader for one pass. Its own seeded generator keeps the global RNG untouched,
     so creating it (e.g. mid-epoch after a resume) does not shift the random stream."""
     t = cfg.trainer
     if shuffle:
-        sampler = ResumableBatchSampler(len(dataset), batch_size, seed, epoch, world, rank, start_batch)
+        sampler = ResumableBatchSampler(len(dataset), batch_size, seed, epoch, world, rank, start_sample)
     else:  # evaluation: every rank sees the whole set, in order, keeping the tail
         sampler = [list(range(i, min(i + batch_size, len(dataset)))) for i in range(0, len(dataset), batch_size)]
     workers = t.num_workers
@@ -286,6 +291,62 @@ def _all_reduce_step(accelerator: Accelerator, loss: torch.Tensor, bad: bool, st
     torch.distributed.all_reduce(values, op=torch.distributed.ReduceOp.SUM)
     mean_loss, bad_ranks, stop_ranks = values.tolist()
     return mean_loss / accelerator.num_processes, bad_ranks > 0, stop_ranks > 0
+
+
+class _StepPlan:
+    """How many samples a step takes and when the run ends; owns the (backed-off) batch size."""
+
+    def __init__(self, num_samples: int, batch_size: int, world: int, accum: int, max_epochs: int, max_steps: int,
+                 floor: int = 1):
+        self.num_samples, self.batch_size, self.world, self.accum = num_samples, batch_size, world, accum
+        self.max_epochs, self.max_steps, self.floor = max_epochs, max_steps, floor
+        self.backoffs: list[int] = []
+        if self.steps_per_epoch == 0:
+            raise UserError(f"the training set has {num_samples} samples, fewer than one step needs "
+                            f"(batch_size {batch_size} x {world} processes x grad_accum_steps {accum}); "
+                            "lower trainer.batch_size or add data")
+
+    @property
+    def samples_per_step(self) -> int:
+        return self.batch_size * self.world * self.accum
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.num_samples // self.samples_per_step
+
+    @property
+    def total_steps(self) -> int:
+        total = self.max_epochs * self.steps_per_epoch
+        return min(total, self.max_steps) if self.max_steps else total
+
+    def total_steps_from(self, progress: Progress) -> int:
+        """Updates of the whole run if the rest runs at the current batch size (LR schedule length)."""
+        rest_of_epoch = (self.num_samples - progress.samples_in_epoch) // self.samples_per_step
+        total = progress.step + rest_of_epoch + (self.max_epochs - progress.epoch - 1) * self.steps_per_epoch
+        return min(total, self.max_steps) if self.max_steps else total
+
+    def step_fits(self, samples_in_epoch: int) -> bool:
+        return samples_in_epoch + self.samples_per_step <= self.num_samples
+
+    def finished(self, progress: Progress) -> bool:
+        if self.max_steps and progress.step >= self.max_steps:
+            return True
+        return progress.epoch >= self.max_epochs or (
+            progress.epoch == self.max_epochs - 1 and not self.step_fits(progress.samples_in_epoch))
+
+    def back_off(self, world: int, log: Any, step: int) -> None:
+        """After a CUDA out-of-memory error: 0.9x the batch size, down to the floor."""
+        smaller = max(self.floor, int(self.batch_size * 0.9))
+        if smaller == self.batch_size:
+            raise UserError(f"step {step}: out of memory at batch_size {self.batch_size}, the floor; "
+                            "use a smaller model or patch, trainer.precision=bf16/fp16, or a larger GPU")
+        log(f"step {step}: out of memory at batch_size {self.batch_size}; backing off to {smaller}")
+        self.backoffs.append(self.batch_size)
+        self.batch_size = smaller
+
+    def reason(self, previous: str) -> str:
+        first = previous.split("; backed off")[0]
+        return f"{first}; backed off after out-of-memory from {' -> '.join(map(str, self.backoffs))} to {self.batch_size}"
 
 
 class _Window:

@@ -23,9 +23,10 @@ def test_data_order_shards_partition_and_resume(n, batch, world, seed, epoch, st
     # W processes with batch B see, step by step, what 1 process with batch B*W sees
     for step in range(per_epoch):
         assert sorted(i for r in range(world) for i in ranks[r][step]) == sorted(single[step])
-    # resuming at global batch `start` yields exactly the rest of the epoch
+    # resuming after `start` global batches yields exactly the rest of the epoch
     start = min(start, per_epoch)
-    assert list(ResumableBatchSampler(n, batch, seed, epoch, world, 0, start)) == ranks[0][start:]
+    resumed = ResumableBatchSampler(n, batch, seed, epoch, world, 0, start_sample=start * batch * world)
+    assert list(resumed) == ranks[0][start:]
 
 
 def test_epochs_are_shuffled_differently():

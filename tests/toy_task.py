@@ -4,7 +4,8 @@ It follows the task contract exactly and adds test hooks in ``[fault]``, keyed o
 number of the training-mode loss call (1-based, counted per process):
 - ``nonfinite_at``: those calls return NaN, on every rank or only on ``nonfinite_rank``;
 - ``kill_at``: that call sends SIGKILL to its own process (a spot instance vanishing);
-- ``sigterm_at``: that call sends SIGTERM to its own process (a reclaim notice).
+- ``sigterm_at``: that call sends SIGTERM to its own process (a reclaim notice);
+- ``oom_at``: those calls raise the out-of-memory error CUDA's allocator raises.
 Signals are real and delivered by the kernel; choosing the call makes the tests exact.
 """
 from __future__ import annotations
@@ -38,6 +39,7 @@ class ToyFault(Section):
     nonfinite_rank: int = -1  # -1: every rank
     kill_at: int = 0
     sigterm_at: int = 0
+    oom_at: list[int] = []
 
 
 class ToyConfig(RunConfig):
@@ -93,6 +95,8 @@ class ToyTask(Task):
                 loss = loss * float("nan")
             if self.loss_calls == self.fault.kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
+            if self.loss_calls in self.fault.oom_at:
+                raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (injected at loss call {self.loss_calls})")
             if self.loss_calls == self.fault.sigterm_at:
                 os.kill(os.getpid(), signal.SIGTERM)
         return loss, {}
