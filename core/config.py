@@ -160,8 +160,9 @@ def _nearest_key(model: type[BaseModel], loc: tuple) -> str:
     return f"; valid keys here: {', '.join(names)}" if names else ""
 
 
-def validate(model: type[RunConfig], tree: dict[str, Any], origin: str) -> RunConfig:
-    """Validate a nested dict against the task's Config; one line per mistake, first one raised."""
+def validate(model: type[BaseModel], tree: dict[str, Any], origin: str) -> Any:
+    """Validate a nested dict against a model (a task's Config or any section); the first
+    mistake is raised as one line naming ``origin`` and the key."""
     try:
         return model.model_validate(tree)
     except ValidationError as e:
@@ -203,3 +204,6 @@ def to_json(cfg: RunConfig) -> str:
 def from_dict(task: Any, tree: dict[str, Any], origin: str) -> RunConfig:
     """Rebuild a config saved in config.json or a checkpoint."""
     return validate(task.Config, tree, origin)
+
+
+validate_section = validate  # for non-run configs (e.g. the instance catalog)

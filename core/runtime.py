@@ -65,3 +65,25 @@ def set_cpu_threads(num_workers: int, local_world_size: int) -> int:
     threads = max(1, share - num_workers)
     torch.set_num_threads(threads)
     return threads
+
+
+def predictable_malloc() -> bool:
+    """Make glibc return large freed blocks to the kernel at once (fixed mmap threshold).
+
+    By default glibc raises its mmap threshold as big blocks are freed, after which tensors
+    come from the heap and freed memory stays resident: peak RSS then depends on the
+    allocation history, not on the batch size. A fixed threshold makes resident memory track
+    live tensors, so the batch-size probes predict the training process and long runs do
+    not creep upward. Returns False where glibc is not the allocator.
+    """
+    import ctypes
+    import ctypes.util
+
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    threshold = 1 << 20  # blocks of 1 MiB and more: mmap'ed, unmapped on free
+    return bool(mallopt(M_MMAP_THRESHOLD, threshold)) and bool(mallopt(M_TRIM_THRESHOLD, 4 * threshold))

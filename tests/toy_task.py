@@ -74,6 +74,7 @@ class ToyTask(Task):
 
     def __init__(self) -> None:
         self.loss_calls = 0
+        self.fault = ToyFault()  # armed by build_datasets: batch-size probes never build data
 
     def build_model(self, cfg):
         return nn.Sequential(nn.Linear(cfg.data.features, cfg.model.hidden), nn.ReLU(),
