@@ -21,6 +21,7 @@ arrays are file-backed pages the kernel can drop, so they are not charged.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -223,12 +224,23 @@ def measure(task: Any, cfg: Any, device: torch.device, sizes: list[int] | None =
 
 
 def saved_activation_bytes(task: Any, cfg: Any, batch_size: int, half: bool) -> tuple[int, int]:
-    """(bytes autograd saves for backward, parameter count) for one forward + loss, computed on
-    the meta device: shapes and dtypes only, no memory and no arithmetic. ``half`` runs the
-    model in 16-bit, as autocast does for convolutions and matmuls on a GPU."""
-    with torch.device("meta"):
+    """(bytes autograd saves for backward, parameter count) of one forward + loss.
+
+    First on the meta device (shapes and dtypes only: no memory, no arithmetic; ``half``
+    runs the model in fp16 as autocast does for convolutions and matmuls on a GPU). Models
+    that look at data (``.cpu()``, ``.item()``) cannot run there: they run for real on the
+    CPU instead, under bf16 autocast when ``half`` (2 bytes per element, like fp16)."""
+    try:
+        return _saved_bytes(task, cfg, batch_size, torch.device("meta"), half)
+    except (NotImplementedError, RuntimeError):
+        return _saved_bytes(task, cfg, batch_size, torch.device("cpu"), half)
+
+
+def _saved_bytes(task: Any, cfg: Any, batch_size: int, device: torch.device, half: bool) -> tuple[int, int]:
+    with device:
         model = task.build_model(cfg)
-    if half:
+    meta = device.type == "meta"
+    if half and meta:
         model = model.half()
     # meta tensors have no addresses: tell tensors apart by their TensorImpl (``_cdata``)
     params = {p._cdata for p in model.parameters()}
@@ -243,11 +255,12 @@ def saved_activation_bytes(task: Any, cfg: Any, batch_size: int, half: bool) -> 
             total += t.nelement() * t.element_size()
         return t
 
-    batch = task.to_device(task.example_batch(cfg, batch_size), torch.device("meta"))
-    if half:
+    batch = task.to_device(task.example_batch(cfg, batch_size), device)
+    if half and meta:
         batch = _to_half(batch)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if half and not meta else contextlib.nullcontext()
     model.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast:
         task.loss(model, batch)
     return total, sum(p.numel() for p in model.parameters())
 

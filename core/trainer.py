@@ -94,7 +94,7 @@ def fit(task: Any, cfg: Any, run_dir: str | Path, resume: bool = False) -> dict[
     if t.compile:
         model = torch.compile(model)
     model = accelerator.prepare_model(model)
-    raw_model = accelerator.unwrap_model(model)
+    raw_model = accelerator.unwrap_model(model, keep_torch_compile=False)  # plain keys in checkpoints
     optimizer = torch.optim.AdamW(raw_model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_multiplier(t.lr_schedule, plan.total_steps, t.warmup_steps, t.min_lr_ratio))
