@@ -10,7 +10,7 @@ by least squares, then pick the largest batch whose predicted peak fits the budg
 - CUDA: probes run in this process (an OOM there is an exception we can catch) and read
   ``torch.cuda.max_memory_allocated``; the budget is the device's free memory.
 - CPU: the kernel's OOM killer sends SIGKILL, which no process survives, so probes run in
-  child processes that report their own peak RSS (``ru_maxrss``); a probe that dies costs
+  child processes that report their own peak RSS (VmHWM); a probe that dies costs
   nothing but the probe. The budget is the memory this process may still take: the lower
   of the kernel's MemAvailable and the cgroup limit minus the cgroup's usage (containers,
   ``systemd-run -p MemoryMax``), less what DataLoader workers will hold
@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from typing import Any
 import torch
 
 from core.errors import UserError
+from core.logging import peak_rss_bytes
 
 WORKER_OVERHEAD_BYTES = 48 << 20  # a forked worker's private pages (interpreter state it touches)
 MIN_GROWTH_BYTES = 48 << 20  # probes must span at least this much growth to resolve the slope
@@ -135,10 +135,6 @@ def _probe_sizes(run: Any, sizes: list[int] | None, max_growth: float | None = N
     return probes
 
 
-def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def probe_cpu(task: Any, cfg: Any, sizes: list[int] | None = None, threads: int | None = None,
               timeout: float = 3600, max_growth: float | None = None) -> list[Probe]:
     """Probe in a child process, sizes in increasing order (peak RSS only grows, so the peak
@@ -173,14 +169,14 @@ def _probe_child() -> None:
     task = getattr(importlib.import_module(module), cls)()
     cfg = config_io.from_dict(task, spec["config"], "probe")
     torch.manual_seed(0)
-    baseline = _peak_rss()
+    baseline = peak_rss_bytes()
     model = task.build_model(cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.trainer.lr)
     device = torch.device("cpu")
 
     def run(n: int) -> Probe:
         _run_step(task, cfg, model, optimizer, n, device)
-        probe = Probe(n, _peak_rss(), baseline)
+        probe = Probe(n, peak_rss_bytes(), baseline)
         print(json.dumps(asdict(probe)), flush=True)
         return probe
 

@@ -23,8 +23,23 @@ def peak_memory_bytes(device: torch.device) -> int:
     """Peak memory of this process so far: CUDA allocator peak, or peak RSS on CPU."""
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
-    # ru_maxrss is in KiB on Linux (bytes on macOS).
-    scale = 1 if sys.platform == "darwin" else 1024
+    return peak_rss_bytes()
+
+
+def peak_rss_bytes() -> int:
+    """This process's resident high-water mark (VmHWM).
+
+    Not ``getrusage().ru_maxrss``: Linux carries that over from the parent across fork and
+    exec, so a child started by a big process would report its parent's size.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale)
 
 
