@@ -16,6 +16,10 @@ parts, and implement the rest as plain methods:
     monitor                    ("metric", "max" | "min"): picks checkpoints/best.pt
     example_batch(cfg, n)      a CPU batch of the real shape with n samples (memory probing)
 
+Call order: ``build_model(cfg)`` always runs before ``to_device``, ``loss``, ``evaluate``
+and ``example_batch``, so a task may keep ``cfg`` from it; ``build_datasets`` runs before
+training but not in memory probes (core/batch_size.py), so ``loss`` must not need it.
+
 Datasets hold numpy arrays or memory maps, never big Python lists (forked DataLoader
 workers copy those page by page). ``__getitem__`` must be a pure function of the index and
 of the epoch set through the optional ``set_epoch(epoch)``: the engine relies on it for
