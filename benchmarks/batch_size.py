@@ -12,9 +12,10 @@ How each column is obtained (the table's footnotes say the same):
   it is measured with ``torch.cuda.max_memory_allocated``.
 - samples/s: measured here for this machine's row; CPU instances scale it by physical cores
   (x0.8 parallel efficiency, marked "est."); GPU rows are not guessed.
-- ``--measure`` runs the real step at 2x, 3x and 4x the largest probe, and at the size
-  recommended for this machine when that needs at most half the memory left here, and
-  prints predicted vs measured peak memory (none of these sizes was probed).
+- ``--measure`` runs the real step at the three largest of: the size recommended for this
+  machine, 2x/3x/4x and +1/+2 of the largest probe, among those predicted to need at most
+  half the memory left here, and prints predicted vs measured peak memory (none of these
+  sizes was probed).
 """
 from __future__ import annotations
 
@@ -61,7 +62,10 @@ def measure_throughput(task: Any, cfg: Any, batch_size: int, steps: int = 3, rep
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    warm = time.perf_counter()
     step()  # warm-up: first-call allocations and kernel selection
+    if time.perf_counter() - warm > 20:  # a heavy step (3D U-Net on a CPU): fewer, single-step repeats
+        steps, repeats = 1, 2
     rates = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -180,19 +184,22 @@ def main(argv: list[str] | None = None) -> None:
     budget = cpu_budget()
     cpu_model = measure(task, cfg, torch.device("cpu"), budget_bytes=budget[0])
     local = choose(task, cfg, torch.device("cpu"), epoch_samples, model=cpu_model, budget=budget)
-    # Throughput flattens long before memory runs out on a CPU: time the step at a batch that
-    # is representative and quick to run, the recommended one up to THROUGHPUT_BATCH_CAP.
-    sps_batch = min(local.batch_size, THROUGHPUT_BATCH_CAP)
+    # Throughput flattens long before memory runs out on a CPU: time the step at the config's
+    # batch size (what users run), within the recommended size and THROUGHPUT_BATCH_CAP.
+    configured = cfg.trainer.batch_size if isinstance(cfg.trainer.batch_size, int) else THROUGHPUT_BATCH_CAP
+    sps_batch = min(local.batch_size, configured, THROUGHPUT_BATCH_CAP)
     sps = measure_throughput(task, cfg, sps_batch)
     rows = instance_rows(task, cfg, names, cpu_model, epoch_samples, sps["median"])
 
     measurements = []
     if args.measure:
         largest_probe = max(p.batch_size for p in cpu_model.probes)
-        sizes = {largest_probe * 2, largest_probe * 3, largest_probe * 4}
-        if cpu_model.predict_peak(local.batch_size) <= 0.5 * budget[0]:  # don't crowd a shared machine
-            sizes.add(local.batch_size)
-        sizes = sorted(sizes - {p.batch_size for p in cpu_model.probes})
+        # unprobed sizes, each predicted to need at most half the memory left here (the machine
+        # may be shared: an OOM kill must not be what ends the measurement)
+        candidates = {local.batch_size, largest_probe * 2, largest_probe * 3, largest_probe * 4,
+                      largest_probe + 1, largest_probe + 2}
+        sizes = sorted(n for n in candidates - {p.batch_size for p in cpu_model.probes}
+                       if cpu_model.growth(n) <= 0.5 * budget[0])[-3:]
         smallest = cpu_model.probes[0]
         for probe in probe_cpu(task, cfg, sizes):
             predicted = cpu_model.predict_peak(probe.batch_size)
