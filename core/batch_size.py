@@ -115,21 +115,24 @@ def _run_step(task: Any, cfg: Any, model: torch.nn.Module, optimizer: torch.opti
 
 def _probe_sizes(run: Any, sizes: list[int] | None, max_growth: float | None = None) -> list[Probe]:
     """Probe the given sizes, or grow from batch 1 (x4 while the growth is tiny, then x2)
-    until three probes span at least ``MIN_GROWTH_BYTES``, or a probe's step takes more than
-    ``max_growth`` bytes (a quarter of the budget: probing must not crowd the machine).
-    ``run(n)`` returns a Probe or None (out of memory), which ends the series."""
+    until three probes span at least ``MIN_GROWTH_BYTES``. The series also stops before a
+    size whose step, extrapolated through the origin from the last probe (an over-estimate),
+    would take more than ``max_growth`` bytes (a quarter of the budget: probing must not
+    crowd the machine). ``run(n)`` returns a Probe or None (out of memory), which ends it."""
     probes: list[Probe] = []
     n = 1
     while (sizes is None and n <= MAX_PROBE_BATCH) or (sizes and len(probes) < len(sizes)):
         size = sizes[len(probes)] if sizes else n
+        if sizes is None and probes and max_growth:
+            last = probes[-1]
+            if (last.peak_bytes - last.baseline_bytes) * size / last.batch_size > max_growth:
+                break
         probe = run(size)
         if probe is None:
             break
         probes.append(probe)
         spread = probes[-1].peak_bytes - probes[0].peak_bytes
         if sizes is None and len(probes) >= 3 and spread >= MIN_GROWTH_BYTES:
-            break
-        if sizes is None and len(probes) >= 2 and max_growth and probe.peak_bytes - probe.baseline_bytes > max_growth:
             break
         n *= 4 if spread < MIN_GROWTH_BYTES / 8 else 2
     return probes
@@ -208,15 +211,32 @@ def probe_cuda(task: Any, cfg: Any, device: torch.device, sizes: list[int] | Non
 def measure(task: Any, cfg: Any, device: torch.device, sizes: list[int] | None = None,
             budget_bytes: float | None = None) -> MemoryModel:
     """Probe the training step (at ``sizes``, or a growing series from 1) and fit the line
-    through the last three probes."""
+    through the last three probes.
+
+    When only batch 1 can be probed (a 3D U-Net on 128^3 patches takes several GB per
+    sample on a CPU), the line goes through that probe with the fixed part computed, not
+    fitted: AdamW's 16 bytes per parameter (fp32 weights, gradients, two moments)."""
     max_growth = budget_bytes / 4 if budget_bytes else None
     probes = probe_cuda(task, cfg, device, sizes) if device.type == "cuda" else \
         probe_cpu(task, cfg, sizes, max_growth=max_growth)
     probes = probes if sizes else probes[-3:]
+    if len(probes) == 1 and not sizes:
+        only = probes[0]
+        fixed = ADAMW_BYTES_PER_PARAM * parameter_count(task, cfg)
+        per_sample = max(0.0, (only.peak_bytes - only.baseline_bytes - fixed) / only.batch_size)
+        return MemoryModel(only.baseline_bytes, fixed, per_sample, device.type, probes)
     if len(probes) < 2:
         raise UserError(f"could not measure a training step on {device}: the probes at batch sizes "
                         f"{sizes or [1, 2]} ran out of memory; use a smaller model or set trainer.batch_size")
     return fit(probes, device.type)
+
+
+def parameter_count(task: Any, cfg: Any) -> int:
+    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+        return sum(p.numel() for p in task.build_model(cfg).parameters())
+
+
+ADAMW_BYTES_PER_PARAM = 16
 
 
 def saved_activation_bytes(task: Any, cfg: Any, batch_size: int, half: bool) -> tuple[int, int]:
@@ -283,7 +303,7 @@ def estimate_cuda_model(task: Any, cfg: Any, precision: str, sizes: tuple[int, i
     half = precision in ("fp16", "bf16")
     (a1, params), (a2, _) = (saved_activation_bytes(task, cfg, n, half) for n in sizes)
     per_sample = max(0.0, (a2 - a1) / (sizes[1] - sizes[0])) * BACKWARD_TRANSIENT
-    fixed = 16 * params + (2 * params if half else 0) + CUDA_WORKSPACE_BYTES + \
+    fixed = ADAMW_BYTES_PER_PARAM * params + (2 * params if half else 0) + CUDA_WORKSPACE_BYTES + \
         max(0.0, a1 * BACKWARD_TRANSIENT - per_sample * sizes[0])
     return MemoryModel(0.0, fixed, per_sample, "cuda (estimated on meta)", [])
 

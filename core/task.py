@@ -11,7 +11,9 @@ parts, and implement the rest as plain methods:
     build_datasets(cfg)        -> (train, val): map-style datasets of compact arrays
     collate_fn(cfg)            -> callable or None (torch's default collate)
     to_device(batch, device)   device-side work (features, augmentation) happens here
-    loss(model, batch)         -> (scalar fp32 loss, {name: float}); batch is on the device
+    loss(model, batch)         -> (scalar fp32 loss, {name: detached 0-d tensor or float});
+                               batch is on the device; the engine reads the logs only when it
+                               writes a log line (a float() per step would sync the GPU)
     evaluate(model, loader)    -> {metric: float}; the loader yields CPU batches
     monitor                    ("metric", "max" | "min"): picks checkpoints/best.pt
     example_batch(cfg, n)      a CPU batch of the real shape with n samples (memory probing)

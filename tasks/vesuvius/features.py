@@ -243,7 +243,9 @@ def compute_features(x: torch.Tensor, channels=FEATURES) -> torch.Tensor:
     channels = check_channels(channels)
     if x.ndim != 5 or x.shape[1] != 1:
         raise ValueError(f"compute_features expects (N, 1, D, H, W), got {tuple(x.shape)}")
-    with torch.autocast(device_type=x.device.type, enabled=False):  # matmuls must stay fp32
+    # matmuls must stay fp32; autocast knows only real devices (not "meta", used for memory estimates)
+    autocast_device = x.device.type if x.device.type in ("cuda", "cpu") else "cpu"
+    with torch.autocast(device_type=autocast_device, enabled=False):
         return _compute_features(x.float(), channels)
 
 

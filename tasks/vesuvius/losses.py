@@ -100,4 +100,4 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, cfg) -> tuple[
         terms["cldice"] = soft_cldice(probs, target, cfg.cldice_iterations, valid)
     weights = {"ce": cfg.ce_weight, "dice": cfg.dice_weight, "cldice": cfg.cldice_weight}
     total = sum(weights[k] * v for k, v in terms.items())
-    return total, {f"loss_{k}": float(v.detach()) for k, v in terms.items()}
+    return total, {f"loss_{k}": v.detach() for k, v in terms.items()}  # tensors: no GPU sync per step
