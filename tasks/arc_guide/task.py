@@ -1,0 +1,211 @@
+"""The ARC guide track as an engine task: config, datasets, padding collate, loss, metrics.
+
+Batches are dicts of CPU tensors (see :func:`collate_records`):
+    grids      (B, K, 2, H, W) uint8   pair k's input [.., 0] and output [.., 1], zero-padded
+    shapes     (B, K, 2, 2)    uint8   rows, cols of each grid (0 for missing pairs)
+    pair_mask  (B, K)          bool    True for real pairs
+    labels     (B, P)          float32 multi-hot primitives, P = len(PRIMITIVES)
+    lengths    (B,)            int64   program length (recall@k uses k = length + 2)
+H, W and K are the largest in the batch, not 30/30/max_pairs.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from core.config import RunConfig, Section, TrainerConfig
+from core.paths import cache_dir
+from core.task import Task, model_device
+from tasks.arc_guide import metrics
+from tasks.arc_guide.dataset import ArcData, load_dataset
+from tasks.arc_guide.dsl import MAX_SIDE, PRIMITIVES
+from tasks.arc_guide.model import GuideNet
+
+N_PRIMITIVES = len(PRIMITIVES)
+DEFAULT_DATASET_VERSION = 1  # bump when the generator's output changes
+
+
+class DataConfig(Section):
+    path: str = Field("", description="dataset file (JSON array or JSONL); '' = the built-in dataset")
+    quality_threshold: float = Field(0.0, ge=0, le=1, description="keep records with quality >= this")
+    max_samples: int = Field(0, ge=0, description="seeded random subset of the kept records; 0 = all")
+    seed: int = Field(0, description="seed of the max_samples subset")
+    on_bad_record: Literal["error", "skip"] = "error"
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="share of task_ids held out for validation")
+    max_pairs: int = Field(5, ge=1, le=16, description="pairs used per record (the first ones)")
+    default_samples: int = Field(30000, ge=100, description="size of the built-in dataset")
+    default_seed: int = 0
+    default_max_length: int = Field(4, ge=1, le=8, description="longest program of the built-in dataset")
+
+
+class ModelConfig(Section):
+    channels: int = Field(48, ge=4)
+    depth: int = Field(3, ge=1, description="conv layers of the grid encoder")
+    hidden: int = Field(256, ge=8)
+    regions: int = Field(3, ge=1, le=6, description="R x R layout the grid features are pooled over")
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
+class LossConfig(Section):
+    pos_weight: float = Field(1.0, gt=0, description="BCE weight of positive labels (1 = unweighted)")
+
+
+class ArcGuideConfig(RunConfig):
+    trainer: TrainerConfig = Field(
+        default_factory=lambda: TrainerConfig(max_epochs=12, batch_size=64, lr=2e-3, warmup_steps=100)
+    )
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+
+
+# --------------------------------------------------------------------------- data
+
+
+class ArcPairsDataset(torch.utils.data.Dataset):
+    """Records ``indices`` of packed ``data``; item i is a pure function of i:
+    (list of (input, output) uint8 grids, multi-hot labels (P,) uint8, program length)."""
+
+    def __init__(self, data: ArcData, indices: np.ndarray, max_pairs: int):
+        self.data = data
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.max_pairs = max_pairs
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray, int]:
+        r = int(self.indices[i])
+        d = self.data
+        labels = np.zeros(N_PRIMITIVES, dtype=np.uint8)
+        program = d.program_ids[d.program_offset[r] : d.program_offset[r + 1]]
+        labels[program] = 1
+        return d.pairs(r)[: self.max_pairs], labels, len(program)
+
+
+def collate_records(items: list[tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray, int]]) -> dict[str, torch.Tensor]:
+    """Pad a list of records to the largest grid and pair count of this batch."""
+    k = max(len(pairs) for pairs, _, _ in items)
+    height = max(g.shape[0] for pairs, _, _ in items for pair in pairs for g in pair)
+    width = max(g.shape[1] for pairs, _, _ in items for pair in pairs for g in pair)
+    grids = np.zeros((len(items), k, 2, height, width), dtype=np.uint8)
+    shapes = np.zeros((len(items), k, 2, 2), dtype=np.uint8)
+    pair_mask = np.zeros((len(items), k), dtype=bool)
+    for b, (pairs, _, _) in enumerate(items):
+        for p, pair in enumerate(pairs):
+            for s, g in enumerate(pair):
+                grids[b, p, s, : g.shape[0], : g.shape[1]] = g
+                shapes[b, p, s] = g.shape
+            pair_mask[b, p] = True
+    return {
+        "grids": torch.from_numpy(grids),
+        "shapes": torch.from_numpy(shapes),
+        "pair_mask": torch.from_numpy(pair_mask),
+        "labels": torch.from_numpy(np.stack([lab for _, lab, _ in items]).astype(np.float32)),
+        "lengths": torch.tensor([n for _, _, n in items], dtype=torch.int64),
+    }
+
+
+def default_dataset(samples: int, seed: int, max_length: int = 4) -> Path:
+    """The built-in dataset: generated once (all cores, at most 4) into the user cache."""
+    name = f"default-v{DEFAULT_DATASET_VERSION}-n{samples}-s{seed}-l{max_length}.json"
+    path = cache_dir("arc_guide") / name
+    if not path.is_file():
+        from tasks.arc_guide.generate import write_dataset
+
+        workers = max(1, min(4, os.cpu_count() or 1))
+        print(f"arc-guide: generating the built-in dataset ({samples} records, {workers} workers) "
+              f"into {path}; later runs reuse it", file=sys.stderr, flush=True)
+        write_dataset(path, samples, seed, max_length=max_length, workers=workers)
+    return path
+
+
+def resolve_dataset_path(cfg: ArcGuideConfig) -> Path:
+    d = cfg.data
+    return Path(d.path).expanduser() if d.path else default_dataset(d.default_samples, d.default_seed, d.default_max_length)
+
+
+# --------------------------------------------------------------------------- task
+
+
+class ArcGuideTask(Task):
+    name = "arc-guide"
+    description = "ARC neural guide: predicts the DSL primitives of a program from input/output pairs"
+    Config = ArcGuideConfig
+    monitor = ("map", "max")
+    cli_options = {
+        "--max-samples": ("data.max_samples", int, "train on a seeded random subset of this many records (0 = all)"),
+        "--quality-threshold": ("data.quality_threshold", float, "keep records with quality >= this (0..1)"),
+        "--dataset": ("data.path", str, "dataset file, JSON array or JSON Lines (default: the built-in dataset)"),
+    }
+
+    def build_model(self, cfg: ArcGuideConfig) -> torch.nn.Module:
+        m = cfg.model
+        return GuideNet(N_PRIMITIVES, m.channels, m.depth, m.hidden, m.regions, m.dropout, cfg.loss.pos_weight)
+
+    def build_datasets(self, cfg: ArcGuideConfig) -> tuple[ArcPairsDataset, ArcPairsDataset]:
+        d = cfg.data
+        data = load_dataset(
+            resolve_dataset_path(cfg), d.quality_threshold, d.max_samples or None, d.seed, d.on_bad_record
+        )
+        train_idx, val_idx = data.split(d.val_fraction)
+        return ArcPairsDataset(data, train_idx, d.max_pairs), ArcPairsDataset(data, val_idx, d.max_pairs)
+
+    def collate_fn(self, cfg: ArcGuideConfig) -> Callable:
+        return collate_records
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        logits = model(batch["grids"], batch["shapes"], batch["pair_mask"]).float()  # (B, P), fp32
+        loss = self._bce(logits, batch["labels"], model)
+        return loss, {"bce": float(loss.detach())}
+
+    @staticmethod
+    def _bce(logits: torch.Tensor, labels: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
+        inner = getattr(model, "module", model)  # DistributedDataParallel keeps the model in .module
+        pos_weight = getattr(inner, "pos_weight", None)  # (P,) buffer of GuideNet
+        return F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=pos_weight)
+
+    def evaluate(self, model: torch.nn.Module, loader: Any) -> dict[str, float]:
+        device = model_device(model)
+        scores, labels, lengths, losses, counts = [], [], [], [], []
+        for batch in loader:
+            batch = self.to_device(batch, device)
+            logits = model(batch["grids"], batch["shapes"], batch["pair_mask"]).float()
+            losses.append(float(self._bce(logits, batch["labels"], model)) * len(logits))
+            counts.append(len(logits))
+            scores.append(torch.sigmoid(logits).cpu().numpy())
+            labels.append(batch["labels"].cpu().numpy())
+            lengths.append(batch["lengths"].cpu().numpy())
+        if not counts:
+            return {"map": float("nan"), "loss": float("nan"), "micro_f1": float("nan"),
+                    "exact_set_acc": float("nan"), "recall_at_k": float("nan")}
+        p, y, n = np.concatenate(scores), np.concatenate(labels), np.concatenate(lengths)
+        return {
+            "map": metrics.mean_average_precision(p, y),
+            "loss": sum(losses) / sum(counts),
+            "micro_f1": metrics.micro_f1(p, y),
+            "exact_set_acc": metrics.exact_set_accuracy(p, y),
+            "recall_at_k": metrics.recall_at_k(p, y, n),
+        }
+
+    def example_batch(self, cfg: ArcGuideConfig, batch_size: int) -> dict[str, torch.Tensor]:
+        """A worst-case-size batch: 3 pairs (the generator's default) of 30x30 grids."""
+        rng = np.random.default_rng(0)
+        k = min(3, cfg.data.max_pairs)
+        items = []
+        for _ in range(batch_size):
+            pairs = [tuple(rng.integers(0, 10, (MAX_SIDE, MAX_SIDE), dtype=np.uint8) for _ in range(2)) for _ in range(k)]
+            labels = np.zeros(N_PRIMITIVES, dtype=np.uint8)
+            labels[rng.integers(0, N_PRIMITIVES, 2)] = 1
+            items.append((pairs, labels, 2))
+        return collate_records(items)
+
+    def batch_len(self, batch: dict[str, torch.Tensor]) -> int:
+        return int(batch["labels"].shape[0])
