@@ -38,7 +38,8 @@ def build_parser(task) -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="training device (trainer.device)")
     parser.add_argument("--instance", help="cloud instance type from configs/instances.toml (sizes the batch)")
     for flag, (key, kind, help_text) in task.cli_options.items():
-        parser.add_argument(flag, dest=f"opt:{key}", type=kind, help=f"{help_text} ({key})")
+        metavar = key.rsplit(".", 1)[-1].upper()  # data.max_samples -> MAX_SAMPLES
+        parser.add_argument(flag, dest=f"opt:{key}", type=kind, metavar=metavar, help=f"{help_text} ({key})")
     return parser
 
 
