@@ -137,6 +137,20 @@ def fit(task: Any, cfg: Any, run_dir: str | Path, resume: bool = False) -> dict[
         accelerator.print(f"step {progress.step}: " + " ".join(f"{k} {v:.4f}" for k, v in results.items()))
         return results
 
+    def back_off_after_oom() -> None:
+        """Nothing of the failed step was applied: shrink the batch and record the new size.
+        (Single process only: under DDP the other ranks would wait in their all-reduce.)"""
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        plan.back_off(accelerator.print, progress.step + 1)
+        cfg.trainer.batch_size = plan.batch_size
+        cfg.trainer.batch_size_reason = plan.reason(cfg.trainer.batch_size_reason)
+        schedule.lr_lambdas[0] = lr_multiplier(t.lr_schedule, plan.total_steps_from(progress),
+                                               t.warmup_steps, t.min_lr_ratio)
+        if main:
+            (run_dir / "config.json").write_text(config_io.to_json(cfg) + "\n")
+
     # ---- the loop
     bar = ProgressBar(plan.total_steps, enabled=main)
     window = _Window()
@@ -171,20 +185,9 @@ def fit(task: Any, cfg: Any, run_dir: str | Path, resume: bool = False) -> dict[
                             precision.backward(loss.float() / t.grad_accum_steps)
                         micro_losses.append(loss.detach().float())
                 except torch.cuda.OutOfMemoryError:
-                    # nothing of this step was applied: shrink the batch, redo it from the same sample.
-                    # (Single process only: under DDP the other ranks would wait in their all-reduce.)
-                    micro_losses = loss = batch_on_device = None
-                    optimizer.zero_grad(set_to_none=True)
-                    if device.type == "cuda":
-                        torch.cuda.empty_cache()
-                    plan.back_off(world, accelerator.print, progress.step + 1)
-                    cfg.trainer.batch_size = plan.batch_size
-                    cfg.trainer.batch_size_reason = plan.reason(cfg.trainer.batch_size_reason)
-                    schedule.lr_lambdas[0] = lr_multiplier(t.lr_schedule, plan.total_steps_from(progress),
-                                                           t.warmup_steps, t.min_lr_ratio)
-                    if main:
-                        (run_dir / "config.json").write_text(config_io.to_json(cfg) + "\n")
-                    break
+                    micro_losses = loss = batch_on_device = None  # free what the failed step held
+                    back_off_after_oom()
+                    break  # a new loader at the same sample position, with the smaller batch
                 progress.samples_in_epoch += plan.samples_per_step
                 progress.step += 1
                 step_loss = torch.stack(micro_losses).mean()
@@ -336,7 +339,7 @@ class _StepPlan:
         return progress.epoch >= self.max_epochs or (
             progress.epoch == self.max_epochs - 1 and not self.step_fits(progress.samples_in_epoch))
 
-    def back_off(self, world: int, log: Any, step: int) -> None:
+    def back_off(self, log: Any, step: int) -> None:
         """After a CUDA out-of-memory error: 0.9x the batch size, down to the floor."""
         smaller = max(self.floor, int(self.batch_size * 0.9))
         if smaller == self.batch_size:
