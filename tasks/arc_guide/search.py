@@ -1,0 +1,164 @@
+"""Best-first enumeration of DSL programs for one ARC task (DeepCoder-style guided search).
+
+A program is a sequence of primitive names applied left to right to every train input.
+Its cost is the sum over its steps of ``-log p(step)`` where ``p`` are per-primitive
+probabilities (the guide's sigmoid outputs, or a fixed prior for the unguided baseline),
+so cheaper programs use likelier primitives and are tried first; a priority queue holds
+the frontier. Contracts of :func:`search`:
+
+- The budget counts programs *evaluated*: one evaluation applies one program's last step
+  to every train input (its prefix's grids are kept, so a program costs one step, not its
+  length). The empty program (the inputs themselves) is the first evaluation.
+- Duplicate intermediates are pruned: a program whose grids over all train inputs equal
+  those of a program evaluated before (the same tuple of grids) is counted but never
+  extended, because best-first order reached the same grids more cheaply already. A step
+  that cannot apply (``NotApplicable``) on any input kills the program the same way.
+- Programs that chain two dihedral steps or repeat an idempotent step are skipped without
+  being evaluated (never counted): a shorter program gives the same grids.
+- A program is accepted when it maps every train input to its output exactly, or, with
+  ``colour_map=True``, after a colour mapping fitted from the train pairs (same shapes,
+  each produced colour always becomes the same target colour).
+"""
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+from tasks.arc_guide.dsl import DIHEDRAL, IDEMPOTENT, N_COLOURS, PRIMITIVES, NotApplicable, apply_primitive
+
+NAMES = tuple(PRIMITIVES)
+MIN_PROBABILITY = 1e-4  # floor of p: a primitive the guide rules out is delayed, never removed
+STEP_COST = 0.05  # added per step: among equally likely programs, shorter ones go first
+
+Pair = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
+class SearchResult:
+    """What :func:`search` found: ``program`` is None when nothing was accepted in budget."""
+
+    program: Optional[tuple[str, ...]]
+    colour_map: Optional[np.ndarray]  # (10,) uint8: colour c becomes colour_map[c]; None = no map
+    evaluated: int  # programs evaluated (the budget's unit)
+    pruned_duplicates: int = 0  # evaluated programs whose grids repeated an earlier program's
+    trace: list[tuple[str, ...]] = field(default_factory=list)  # evaluation order, when asked for
+
+
+def step_costs(probabilities: Sequence[float]) -> np.ndarray:
+    """(P,) probabilities in PRIMITIVES order -> (P,) step costs ``-log p + STEP_COST``."""
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), MIN_PROBABILITY, 1.0)
+    if p.shape != (len(NAMES),):
+        raise ValueError(f"expected {len(NAMES)} probabilities (one per primitive), got shape {p.shape}")
+    return -np.log(p) + STEP_COST
+
+
+def grids_key(grids: Sequence[np.ndarray]) -> bytes:
+    """A hashable identity of a tuple of grids (shapes included: 2x3 and 3x2 differ)."""
+    return b"".join(g.shape[0].to_bytes(1, "little") + g.shape[1].to_bytes(1, "little") + g.tobytes() for g in grids)
+
+
+def fit_colour_map(produced: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> Optional[np.ndarray]:
+    """The colour mapping that turns every produced grid into its target, or None.
+
+    Shapes must match pair by pair, and each colour that occurs in the produced grids must
+    always land on one target colour. Colours never produced map to themselves.
+    """
+    if any(p.shape != t.shape for p, t in zip(produced, targets)):
+        return None
+    source = np.concatenate([p.ravel() for p in produced]).astype(np.int64)
+    target = np.concatenate([t.ravel() for t in targets]).astype(np.int64)
+    seen = np.bincount(source * N_COLOURS + target, minlength=N_COLOURS * N_COLOURS).reshape(N_COLOURS, N_COLOURS) > 0
+    if (seen.sum(axis=1) > 1).any():  # some colour would need two targets
+        return None
+    mapping = np.arange(N_COLOURS, dtype=np.uint8)
+    rows = np.flatnonzero(seen.any(axis=1))
+    mapping[rows] = seen[rows].argmax(axis=1)
+    return mapping
+
+
+def _skipped(last: Optional[str], step: str) -> bool:
+    """Two steps back to back that always have a shorter equivalent (see dsl.DIHEDRAL/IDEMPOTENT)."""
+    return last is not None and ((last in DIHEDRAL and step in DIHEDRAL) or (last == step and step in IDEMPOTENT))
+
+
+def _accept(
+    grids: Sequence[np.ndarray], targets: Sequence[np.ndarray], colour_map: bool
+) -> tuple[bool, Optional[np.ndarray]]:
+    """(accepted, colour map or None): exact match first, else a fitted colour map."""
+    if all(g.shape == t.shape and np.array_equal(g, t) for g, t in zip(grids, targets)):
+        return True, None
+    if colour_map:
+        mapping = fit_colour_map(grids, targets)
+        if mapping is not None:
+            return True, mapping
+    return False, None
+
+
+def search(
+    train: Sequence[Pair],
+    probabilities: Sequence[float],
+    budget: int,
+    max_length: int = 4,
+    colour_map: bool = True,
+    keep_trace: bool = False,
+) -> SearchResult:
+    """Best-first search for a program solving ``train``; see the module docstring."""
+    costs = step_costs(probabilities)
+    order = np.argsort(costs, kind="stable")  # children pushed cheapest first: ties keep this order
+    inputs = [np.ascontiguousarray(i, dtype=np.uint8) for i, _ in train]
+    targets = [np.ascontiguousarray(o, dtype=np.uint8) for _, o in train]
+    trace: list[tuple[str, ...]] = []
+    seen = {grids_key(inputs)}
+    evaluated, duplicates = 1, 0
+    if keep_trace:
+        trace.append(())
+    ok, mapping = _accept(inputs, targets, colour_map)
+    if ok:
+        return SearchResult((), mapping, evaluated, duplicates, trace)
+    # heap entries: (cost, tie-break counter, program, grids of the program's prefix)
+    heap: list[tuple[float, int, tuple[str, ...], list[np.ndarray]]] = []
+    counter = 0
+
+    def push_children(program: tuple[str, ...], grids: list[np.ndarray], cost: float) -> None:
+        nonlocal counter
+        if len(program) >= max_length:
+            return
+        last = program[-1] if program else None
+        for k in order:
+            name = NAMES[k]
+            if not _skipped(last, name):
+                counter += 1
+                heapq.heappush(heap, (cost + costs[k], counter, program + (name,), grids))
+
+    push_children((), inputs, 0.0)
+    while heap and evaluated < budget:
+        cost, _, program, prefix_grids = heapq.heappop(heap)
+        evaluated += 1
+        if keep_trace:
+            trace.append(program)
+        try:
+            grids = [apply_primitive(program[-1], g) for g in prefix_grids]
+        except NotApplicable:
+            continue
+        key = grids_key(grids)
+        if key in seen:
+            duplicates += 1
+            continue
+        seen.add(key)
+        ok, mapping = _accept(grids, targets, colour_map)
+        if ok:
+            return SearchResult(program, mapping, evaluated, duplicates, trace)
+        push_children(program, grids, cost)
+    return SearchResult(None, None, evaluated, duplicates, trace)
+
+
+def apply_solution(program: Sequence[str], colour_map: Optional[np.ndarray], grid: np.ndarray) -> np.ndarray:
+    """Run a found program (and its colour map) on one grid; raises NotApplicable."""
+    out = np.ascontiguousarray(grid, dtype=np.uint8)
+    for name in program:
+        out = apply_primitive(name, out)
+    return colour_map[out] if colour_map is not None else out
+

