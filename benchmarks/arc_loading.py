@@ -36,7 +36,8 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from benchmarks.results_io import RESULTS, write_results
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -229,9 +230,7 @@ def main(argv: list[str] | None = None) -> dict:
         lines.append(f"| {k} | {result['ratios'][k]:.3f} | {op} {v} | {'yes' if result['goals_met'][k] else 'NO'} |")
     table = "\n".join(lines)
     print(table)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
-    args.json.with_suffix(".md").write_text(f"# arc_loading\n\n{table}\n")
+    write_results(args.json, result, "arc_loading", table)
     return result
 
 

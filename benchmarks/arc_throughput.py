@@ -27,7 +27,8 @@ from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from benchmarks.results_io import RESULTS, write_results
+
 REPO = Path(__file__).resolve().parents[1]
 EPOCH_RECORDS = 100_000
 
@@ -119,9 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
                      f"{EPOCH_RECORDS / row['records_per_s'] / 60:.1f} min | |")
     table = "\n".join(lines)
     print(table)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
-    args.json.with_suffix(".md").write_text(f"# arc_throughput\n\n{table}\n")
+    write_results(args.json, result, "arc_throughput", table)
     return result
 
 

