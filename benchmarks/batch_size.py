@@ -35,7 +35,7 @@ from core.errors import exit_on_user_error
 from core.instances import catalog
 from core.precision import Precision
 from core.registry import get_task
-from core.runtime import physical_cores, predictable_malloc
+from core.runtime import physical_cores
 
 GiB = 2**30
 # samples in one epoch when the dataset is not at hand: the users' datasets
@@ -46,7 +46,6 @@ THROUGHPUT_BATCH_CAP = 64
 
 def measure_throughput(task: Any, cfg: Any, batch_size: int, steps: int = 3, repeats: int = 3) -> dict[str, float]:
     """Training samples/s of the real step here, on CPU (min/median over repeats of ``steps`` steps)."""
-    predictable_malloc()
     torch.manual_seed(0)
     model = task.build_model(cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.trainer.lr)

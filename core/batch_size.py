@@ -17,7 +17,9 @@ by least squares, then pick the largest batch whose predicted peak fits the budg
   (``num_workers x prefetch_factor x batch bytes``, plus a per-worker interpreter).
 
 Datasets already loaded by this process are inside the measured usage; memory-mapped
-arrays are file-backed pages the kernel can drop, so they are not charged.
+arrays are file-backed pages the kernel can drop, so they are not charged. Probes run with
+``core.runtime.predictable_malloc`` (their peak RSS then follows live tensors); the training
+process keeps glibc's faster defaults and the safety margin covers the heap it retains.
 """
 from __future__ import annotations
 

@@ -72,9 +72,12 @@ def predictable_malloc() -> bool:
 
     By default glibc raises its mmap threshold as big blocks are freed, after which tensors
     come from the heap and freed memory stays resident: peak RSS then depends on the
-    allocation history, not on the batch size. A fixed threshold makes resident memory track
-    live tensors, so the batch-size probes predict the training process and long runs do
-    not creep upward. Returns False where glibc is not the allocator.
+    allocation history, not only on the batch size. The batch-size probes call this so their
+    peak RSS tracks live tensors and fits a line. Training does not: every large tensor
+    would then be a fresh mmap, and the page faults made ARC training 1.8x slower. The
+    training process may therefore hold somewhat more than the probes' peak (freed heap kept
+    for reuse), which ``trainer.memory_safety_margin`` absorbs. Returns False where glibc is
+    not the allocator.
     """
     import ctypes
     import ctypes.util

@@ -30,8 +30,7 @@ from core.data_order import ResumableBatchSampler
 from core.errors import UserError
 from core.logging import MetricsLog, ProgressBar, peak_memory_bytes, plot_curves, write_json
 from core.precision import Precision
-from core.runtime import (pick_device, predictable_malloc, restore_rng_state, rng_state, seed_everything,
-                          set_cpu_threads)
+from core.runtime import pick_device, restore_rng_state, rng_state, seed_everything, set_cpu_threads
 from core.schedule import lr_multiplier
 
 
@@ -68,7 +67,6 @@ def fit(task: Any, cfg: Any, run_dir: str | Path, resume: bool = False) -> dict[
         saved = restored["config"]["trainer"]
         cfg.trainer.batch_size, cfg.trainer.batch_size_reason = saved["batch_size"], saved["batch_size_reason"]
     seed_everything(t.seed)
-    predictable_malloc()  # resident memory tracks live tensors (see core/batch_size.py)
     threads = set_cpu_threads(t.num_workers, accelerator.num_processes) if device.type == "cpu" else None
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
