@@ -18,7 +18,6 @@ benchmarks/results/arc_throughput.json (and .md).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile

@@ -190,6 +190,13 @@ def _probe_child() -> None:
 
 def probe_cuda(task: Any, cfg: Any, device: torch.device, sizes: list[int] | None = None) -> list[Probe]:
     """Probe on the GPU in this process (an OOM is an exception here); peak allocated bytes."""
+    try:
+        return _probe_cuda_sizes(task, cfg, device, sizes)
+    finally:
+        torch.cuda.empty_cache()  # the probe's model and optimizer are gone by now: hand back their blocks
+
+
+def _probe_cuda_sizes(task: Any, cfg: Any, device: torch.device, sizes: list[int] | None) -> list[Probe]:
     model = task.build_model(cfg).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.trainer.lr)
 
@@ -203,11 +210,7 @@ def probe_cuda(task: Any, cfg: Any, device: torch.device, sizes: list[int] | Non
             optimizer.zero_grad(set_to_none=True)
             return None
 
-    try:
-        return _probe_sizes(run, sizes)
-    finally:
-        del model, optimizer
-        torch.cuda.empty_cache()
+    return _probe_sizes(run, sizes)
 
 
 def measure(task: Any, cfg: Any, device: torch.device, sizes: list[int] | None = None,
