@@ -64,11 +64,7 @@ def resolve_config(task, args: argparse.Namespace):
     if args.config:
         print(f"note: --resume continues with {saved}; {args.config} is not read (use --set to change values)",
               file=sys.stderr)
-    tree = json.loads(saved.read_text())
-    for text in overrides:
-        path, value = config_io.parse_override(text)
-        config_io.set_path(tree, path, value, f"--set {text!r}")
-    return config_io.validate(task.Config, tree, f"{saved}" + (" + " + " ".join(overrides) if overrides else ""))
+    return config_io.validate_with_overrides(task, json.loads(saved.read_text()), str(saved), overrides)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -188,7 +188,12 @@ def load(task: Any, config_path: str | Path | None = None, overrides: Sequence[s
     tree = task.Config().model_dump(mode="json")
     if config_path:
         deep_merge(tree, read_toml(config_path))
-    origin = str(config_path) if config_path else "built-in defaults"
+    return validate_with_overrides(task, tree, str(config_path) if config_path else "built-in defaults", overrides)
+
+
+def validate_with_overrides(task: Any, tree: dict[str, Any], origin: str, overrides: Sequence[str]) -> RunConfig:
+    """Apply ``--set`` strings to a config tree (changed in place) and validate it against the
+    task's Config; errors name ``origin`` and the overrides."""
     for text in overrides:
         path, value = parse_override(text)
         set_path(tree, path, value, f"--set {text!r}")
@@ -205,5 +210,3 @@ def from_dict(task: Any, tree: dict[str, Any], origin: str) -> RunConfig:
     """Rebuild a config saved in config.json or a checkpoint."""
     return validate(task.Config, tree, origin)
 
-
-validate_section = validate  # for non-run configs (e.g. the instance catalog)

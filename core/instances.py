@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from core.config import Section, read_toml, validate_section
+from core.config import Section, read_toml, validate
 from core.errors import UserError
 
 CATALOG = Path(__file__).resolve().parents[1] / "configs" / "instances.toml"
@@ -66,7 +66,7 @@ def catalog() -> dict[str, Instance]:
         tree.update(read_toml(extra))
     if not tree:
         raise UserError(f"no instance catalog: {CATALOG} is missing; set TWOTRACK_INSTANCES to a TOML file")
-    return {name: validate_section(Instance, {**fields, "name": name}, f"instance [{name}]")
+    return {name: validate(Instance, {**fields, "name": name}, f"instance [{name}]")
             for name, fields in tree.items()}
 
 
