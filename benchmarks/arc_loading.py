@@ -36,7 +36,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.results_io import RESULTS, write_results
+from benchmarks.results_io import RESULTS, report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -228,9 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
     lines += ["", "| ratio | value | goal | met |", "|---|---|---|---|"]
     for k, (op, v) in goals.items():
         lines.append(f"| {k} | {result['ratios'][k]:.3f} | {op} {v} | {'yes' if result['goals_met'][k] else 'NO'} |")
-    table = "\n".join(lines)
-    print(table)
-    write_results(args.json, result, "arc_loading", table)
+    report(args.json, result, "arc_loading", lines)
     return result
 
 

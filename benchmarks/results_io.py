@@ -8,8 +8,11 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def write_results(json_path: Path, result: dict[str, Any], title: str, table: str) -> None:
-    """``json_path`` gets the figures; ``json_path`` with ``.md`` gets ``# title`` and the table."""
+def report(json_path: Path, result: dict[str, Any], title: str, table_lines: list[str]) -> None:
+    """Print the markdown table; ``json_path`` gets the figures and ``json_path`` with ``.md``
+    gets ``# title`` and the table."""
+    table = "\n".join(table_lines)
+    print(table)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(result, indent=2) + "\n")
     json_path.with_suffix(".md").write_text(f"# {title}\n\n{table}\n")

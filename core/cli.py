@@ -68,10 +68,15 @@ def resolve_config(task, args: argparse.Namespace):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # OpenMP threads that spin while waiting for work burn the cores DataLoader workers (or
-    # other processes) need: on a busy 2-core machine that made CPU training 5x slower.
-    # Must be set before torch loads OpenMP; an explicit setting by the user wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # How long idle OpenMP threads spin before they sleep. libgomp's default (300,000 spins,
+    # about 3 ms) burns the cores DataLoader workers or other processes need: on a busy
+    # 2-core machine that made CPU training 5x slower. Never spinning (OMP_WAIT_POLICY=
+    # PASSIVE) is safe but pays a wake-up between the many small ops of a step: the ARC guide
+    # trained 20-25% slower on an idle machine. 1,000 spins (about 10 us) kept the idle speed
+    # and lost ~7% to PASSIVE with a busy core beside it. Must be set before torch loads
+    # OpenMP; a setting of the user's own (either variable) wins.
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["GOMP_SPINCOUNT"] = "1000"
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_general_help())

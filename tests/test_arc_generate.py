@@ -59,6 +59,16 @@ def test_redundant_programs_get_the_canonical_shortest_label_and_lower_quality()
     assert gen.quality_score(["flip_h"], ("flip_h",), pairs) == 1.0
 
 
+def test_a_three_step_equivalent_that_no_deletion_reaches_is_found():
+    """anti_transpose then transpose is rot180: a 4-step program whose shortest equivalent
+    is 3 steps of other primitives; only the depth-3 search finds it."""
+    program = ["anti_transpose", "transpose", "gravity_left", "gravity_down"]
+    pairs = _pairs(program, _diverse(0))
+    assert gen.canonical_program(program, pairs) == ("rot180", "gravity_left", "gravity_down")
+    assert gen.quality_score(program, ("rot180", "gravity_left", "gravity_down"), pairs) == pytest.approx(0.75)
+    assert gen.shortest_program(pairs, 2) is None  # nothing of 2 steps or fewer reproduces it
+
+
 def test_quality_is_zero_for_identity_outputs_and_no_op_steps():
     inputs = _diverse(1)
     assert gen.quality_score(["rot90", "rot270"], (), _pairs(["rot90", "rot270"], inputs)) == 0.0

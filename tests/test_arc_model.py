@@ -9,7 +9,8 @@ from core.config import load
 from tasks.arc_guide import metrics
 from tasks.arc_guide.dsl import PRIMITIVES
 from tasks.arc_guide.generate import write_dataset
-from tasks.arc_guide.model import GuideNet, dihedral_region_permutations
+from tasks.arc_guide.dsl import N_COLOURS
+from tasks.arc_guide.model import ChangeEncoder, GuideNet, dihedral_region_permutations
 from tasks.arc_guide.task import ArcGuideTask, collate_records
 
 P = len(PRIMITIVES)
@@ -69,6 +70,35 @@ def test_a_record_scores_the_same_alone_or_next_to_big_grids():
         alone = model(*[collate_records([small])[k] for k in keys])
         mixed = model(*[collate_records([tiny, small, big])[k] for k in keys])
     assert torch.allclose(alone[0], mixed[1], atol=1e-5)
+
+
+def test_change_encoder_matches_a_plain_per_pair_reference():
+    """The packed, channels-last change encoder equals running each same-shape pair on its
+    own: a zero-padded conv over its one-hot grids, counted colour transitions."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(2)
+    enc = ChangeEncoder(6).eval()
+    batch = collate_records([_item(rng, 4, 4), _item(rng, 9, 9, k=2), _item(rng, 3, 7), _item(rng, 1, 1)])
+    n, k = batch["grids"].shape[:2]
+    grids = batch["grids"].reshape(n * k, 2, *batch["grids"].shape[-2:])
+    shapes = batch["shapes"].reshape(n * k, 2, 2)
+    same = (shapes[:, 0] == shapes[:, 1]).all(-1) & (shapes[:, 0, 0] > 0)
+    assert 0 < int(same.sum()) < n * k  # both kinds present (the 3x7 pairs flip their shape)
+    with torch.no_grad():
+        transitions, code = enc(grids, shapes[:, 0], same)
+        for i in range(n * k):
+            if not same[i]:
+                assert transitions[i].abs().sum() == 0 and code[i].abs().sum() == 0
+                continue
+            h, w = shapes[i, 0].tolist()
+            before, after = grids[i, 0, :h, :w].long(), grids[i, 1, :h, :w].long()
+            moves = np.zeros((N_COLOURS, N_COLOURS))
+            np.add.at(moves, (before.numpy(), after.numpy()), 1.0)
+            assert torch.allclose(transitions[i, :-1], torch.from_numpy(moves.ravel() / (h * w)).float())
+            assert transitions[i, -1] == 1.0
+            x = torch.cat([torch.nn.functional.one_hot(g, N_COLOURS).permute(2, 0, 1) for g in (before, after)]).float()
+            y = torch.nn.functional.gelu(enc.mix(torch.nn.functional.gelu(enc.conv(x[None]))))[0].flatten(1)  # (C, h*w)
+            assert torch.allclose(code[i], torch.cat([y.mean(1), y.amax(1)]), atol=1e-5)
 
 
 def test_dihedral_region_permutations_are_permutations():

@@ -33,7 +33,7 @@ from tasks.arc_guide.dsl import (
     DIHEDRAL, IDEMPOTENT, MAX_SIDE, PRIMITIVES, NotApplicable, apply_primitive, run_program,
 )
 
-SEARCH_DEPTH = 2  # exhaustive search for shorter programs covers lengths 0..2
+SEARCH_DEPTH = 3  # exhaustive search for shorter programs covers lengths 0..3 (all of --max-length 4)
 MAX_ATTEMPTS = 200  # programs/inputs tried per record before giving up (never hit in practice)
 ZERO_QUALITY_RETRY = 0.75  # share of quality-0 draws thrown away and drawn again
 DEGENERATE_RATE = 0.06  # share of records given one-colour or tiny inputs (quality is lowered)
@@ -190,6 +190,11 @@ def has_noop_step(program: Sequence[str], pairs: Sequence[Pair]) -> bool:
     return False
 
 
+def is_worthless(program: Sequence[str], pairs: Sequence[Pair]) -> bool:
+    """Quality 0: an output equals its input, or a step of ``program`` is a no-op on every pair."""
+    return any(np.array_equal(i, o) for i, o in pairs) or has_noop_step(program, pairs)
+
+
 def quality_score(generated: Sequence[str], label: Sequence[str], pairs: Sequence[Pair]) -> float:
     """Quality in [0, 1] (documented in tasks/arc_guide/README.md):
 
@@ -201,7 +206,7 @@ def quality_score(generated: Sequence[str], label: Sequence[str], pairs: Sequenc
           * distinct inputs / pairs          repeated inputs show the program less
           * mean over pairs of output score  0.5 if the output is a single colour, else 1
     """
-    if any(np.array_equal(i, o) for i, o in pairs) or has_noop_step(generated, pairs):
+    if is_worthless(generated, pairs):
         return 0.0
     redundancy = len(label) / len(generated)
     inputs = np.mean([_input_score(i) for i, _ in pairs])
@@ -246,10 +251,10 @@ def make_record(seed: int, index: int, pairs: int = 3, max_length: int = 4) -> d
         except NotApplicable:
             continue
         pair_list = list(zip(inputs, outputs))
-        label = canonical_program(program, pair_list)
-        quality = quality_score(program, label, pair_list)
-        if quality == 0.0 and rng.random() < ZERO_QUALITY_RETRY:
+        if is_worthless(program, pair_list) and rng.random() < ZERO_QUALITY_RETRY:
             continue  # keep some worthless records (the threshold filter has work) but few
+        label = canonical_program(program, pair_list)  # the costly part: only for kept draws
+        quality = quality_score(program, label, pair_list)
         return {
             "input": inputs[0].tolist(),
             "output": outputs[0].tolist(),

@@ -7,7 +7,8 @@ pooled over the record's pairs, and a head gives one independent logit per primi
 A grid is encoded from its one-hot colours plus an "inside the grid" channel. Batches
 arrive padded to their largest grid (not to 30x30) with the shapes beside them; the
 encoder then packs the real cells of all grids onto one canvas, so compute follows the
-real cells (on CPU these small convs are memory-bound: padding was 4-6x the real cells).
+real cells (on CPU these small convs are memory-bound: padding was 4-6x the real cells),
+in channels-last memory (oneDNN runs these few-channel convs 2-3x faster that way).
 A small conv stack (masked after every layer, so nothing leaks between grids) gives local
 features, pooled over an R x R layout of regions scaled to each grid's own size (so where
 colour mass sits survives pooling: flips, rotations and gravity move it) and by max.
@@ -28,13 +29,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from tasks.arc_guide.dsl import MAX_SIDE, N_COLOURS
-
-
-def grid_mask(shapes: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(N, 2) rows/cols -> (N, H, W) bool, True inside each grid."""
-    rows = torch.arange(height, device=shapes.device)
-    cols = torch.arange(width, device=shapes.device)
-    return (rows[None, :, None] < shapes[:, 0, None, None]) & (cols[None, None, :] < shapes[:, 1, None, None])
 
 
 GAP = 2  # empty cells between packed grids: covers the 3x3 stem and one half-resolution cell
@@ -59,6 +53,25 @@ class Canvas:
     region: torch.Tensor  # (M,) region id (R x R layout scaled to its grid)
     half: torch.Tensor  # (M2,) indices into the M cells sitting at even (row, col) of their grid
     half_position: torch.Tensor  # (M2,) flat position on the half-resolution canvas
+
+    def one_hot(self, channels: int, hot: list[torch.Tensor]) -> torch.Tensor:
+        """(1, channels, height, width) float canvas in channels-last memory, zero except
+        channel ``hot[i][m]`` at cell m's position for each i (no two may collide).
+
+        Channels-last because the convolutions over these few-channel canvases run 2-3x
+        faster in oneDNN that way on CPU, and one cell's channels are then one row of the
+        (height * width, channels) view that :func:`cells` gathers from."""
+        x = torch.zeros((self.height * self.width, channels), device=self.position.device)
+        for channel in hot:
+            x.view(-1)[self.position * channels + channel] = 1.0
+        return x.view(1, self.height, self.width, channels).permute(0, 3, 1, 2)
+
+
+def cells(canvas: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+    """(1, C, H, W) canvas, (M,) flat positions -> (M, C) features of those cells.
+    A row gather: a view, not a copy, of a channels-last canvas before the gather."""
+    rows = canvas.permute(0, 2, 3, 1).reshape(-1, canvas.shape[1])  # (H*W, C)
+    return rows.index_select(0, position)
 
 
 def pack_canvas(shapes: np.ndarray, padded_hw: tuple[int, int], regions: int, device: torch.device) -> Canvas:
@@ -132,20 +145,17 @@ class GridEncoder(nn.Module):
     def forward(self, grids: torch.Tensor, shapes: torch.Tensor) -> torch.Tensor:
         n, height, width = grids.shape
         cv = pack_canvas(shapes.cpu().numpy(), (height, width), self.regions, grids.device)
-        # (11, Hc*Wc) one-hot colours + "inside a grid" channel; zero in gaps
-        x0 = torch.zeros((N_COLOURS + 1, cv.height * cv.width), device=grids.device, dtype=torch.float32)
-        colour = grids.reshape(-1)[cv.source].long()
-        x0[colour, cv.position] = 1.0
-        x0[N_COLOURS, cv.position] = 1.0
-        x0 = x0.view(1, N_COLOURS + 1, cv.height, cv.width)
+        colour = grids.reshape(-1)[cv.source].long()  # (M,)
+        # (1, 11, Hc, Wc) one-hot colours + "inside a grid" channel; zero in gaps
+        x0 = cv.one_hot(N_COLOURS + 1, [colour, torch.full_like(colour, N_COLOURS)])
         mask = x0[:, N_COLOURS:]  # (1, 1, Hc, Wc)
         x1 = F.gelu(self.stem(x0)) * mask
         half_mask = F.max_pool2d(mask, 2)
         x2 = F.gelu(self.down(x1)) * half_mask
         for conv in self.blocks:
             x2 = (x2 + F.gelu(conv(x2))) * half_mask  # residual, re-masked
-        full = torch.cat([x0, x1], dim=1).flatten(2)[0][:, cv.position].T  # (M, 11 + S)
-        halves = x2.flatten(2)[0][:, cv.half_position].T  # (M2, C)
+        full = torch.cat([cells(x0, cv.position), cells(x1, cv.position)], dim=1)  # (M, 11 + S)
+        halves = cells(x2, cv.half_position)  # (M2, C)
         half_grid, half_region = cv.grid[cv.half], cv.region[cv.half]
         size = shapes.float() / MAX_SIDE
         return torch.cat([
@@ -158,35 +168,48 @@ class GridEncoder(nn.Module):
 
 
 class ChangeEncoder(nn.Module):
-    """Same-shape pairs, cell by cell: a 3x3 conv over the stacked one-hot input and output
-    (22 channels), mean- and max-pooled per pair -> (N, 2 * channels). It sees what changed
-    in each cell's neighbourhood: isolated cells removed, interiors cleared, holes filled."""
+    """Same-shape pairs, cell by cell. Two views of what changed:
+
+    - a 3x3 conv over the stacked one-hot input and output (20 channels) and a pointwise
+      layer, mean- and max-pooled per pair (2 * channels): what changed in each cell's
+      neighbourhood (isolated cells removed, interiors cleared, holes filled);
+    - the 10x10 colour-transition histogram (the share of cells going from colour a to
+      colour b) and a "same shape" flag (101): recolouring, gravity and noise removal are
+      made of these.
+
+    Pairs whose grids differ in shape (or are absent) get zeros.
+    """
 
     def __init__(self, channels: int):
         super().__init__()
         self.channels = channels
         self.conv = nn.Conv2d(2 * N_COLOURS, channels, 3, padding=1)
-        self.mix = nn.Conv2d(channels, channels, 1)
+        self.mix = nn.Conv2d(channels, channels, 1)  # pointwise: applied to the gathered cells only
 
-    def forward(self, grids: torch.Tensor, shapes: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
-        """grids (N, 2, H, W), shapes (N, 2) of the input, same (N,) bool -> (N, 2C)."""
+    def forward(self, grids: torch.Tensor, shapes: torch.Tensor, same: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """grids (N, 2, H, W), shapes (N, 2) of the input, same (N,) bool
+        -> (transitions (N, 101), code (N, 2C))."""
         n, _, height, width = grids.shape
-        out = grids.new_zeros((n, 2 * self.channels), dtype=torch.float32)
+        code = grids.new_zeros((n, 2 * self.channels), dtype=torch.float32)
+        transitions = grids.new_zeros((n, N_COLOURS * N_COLOURS + 1), dtype=torch.float32)
         idx = torch.nonzero(same).squeeze(1)
         if len(idx) == 0:
-            return out
+            return transitions, code
         cv = pack_canvas(shapes[idx].cpu().numpy(), (height, width), 1, grids.device)
         both = grids[idx]  # (n', 2, H, W)
-        x = torch.zeros((2 * N_COLOURS, cv.height * cv.width), device=grids.device)
-        for side in (0, 1):
-            colour = both[:, side].reshape(-1)[cv.source].long()
-            x[side * N_COLOURS + colour, cv.position] = 1.0
-        x = x.view(1, 2 * N_COLOURS, cv.height, cv.width)
-        y = F.gelu(self.mix(F.gelu(self.conv(x)))).flatten(2)[0][:, cv.position].T  # (M, C)
-        counts = y.new_zeros(len(idx)).index_add_(0, cv.grid, torch.ones_like(cv.grid, dtype=y.dtype))
-        mean = y.new_zeros((len(idx), self.channels)).index_add_(0, cv.grid, y) / counts.clamp(min=1.0)[:, None]
+        before = both[:, 0].reshape(-1)[cv.source].long()  # (M,) colours of each cell
+        after = both[:, 1].reshape(-1)[cv.source].long()
+        counts = torch.bincount(cv.grid, minlength=len(idx)).clamp(min=1).float()  # (n',) cells per pair
+        moves = torch.bincount(cv.grid * N_COLOURS**2 + before * N_COLOURS + after, minlength=len(idx) * N_COLOURS**2)
+        shares = moves.view(len(idx), N_COLOURS**2).float() / counts[:, None]
+        transitions = transitions.index_copy(0, idx, torch.cat([shares, torch.ones_like(counts)[:, None]], dim=1))
+
+        x = cv.one_hot(2 * N_COLOURS, [before, N_COLOURS + after])  # (1, 20, Hc, Wc)
+        y = cells(F.gelu(self.conv(x)), cv.position)  # (M, C)
+        y = F.gelu(F.linear(y, self.mix.weight.flatten(1), self.mix.bias))
+        mean = y.new_zeros((len(idx), self.channels)).index_add_(0, cv.grid, y) / counts[:, None]
         top = GridEncoder._max(y, cv.grid, len(idx))
-        return out.index_copy(0, idx, torch.cat([mean, top], dim=1).to(out.dtype))
+        return transitions, code.index_copy(0, idx, torch.cat([mean, top], dim=1).to(code.dtype))
 
 
 def dihedral_region_permutations(r: int) -> torch.Tensor:
@@ -233,26 +256,14 @@ class GuideNet(nn.Module):
         features = diff[..., N_COLOURS + 1 :].mean(dim=(-1, -2))
         return torch.cat([colours, features], dim=-1)
 
-    @staticmethod
-    def _transitions(grids: torch.Tensor, shapes: torch.Tensor) -> torch.Tensor:
-        """(B, K, 101): for pairs whose grids share a shape, the share of cells going from
-        colour a to colour b (10 x 10) and a flag; zeros otherwise. Cell-by-cell changes are
-        what outline, fill, noise removal, recolouring and gravity are made of."""
-        b, k, _, height, width = grids.shape
-        same = (shapes[:, :, 0] == shapes[:, :, 1]).all(-1) & (shapes[:, :, 0, 0] > 0)  # (B, K)
-        inside = grid_mask(shapes[:, :, 0].reshape(-1, 2).long(), height, width).view(b, k, height, width)
-        code = grids[:, :, 0].long() * N_COLOURS + grids[:, :, 1].long()  # (B, K, H, W)
-        weight = (inside & same[:, :, None, None]).float()
-        counts = torch.zeros((b * k, N_COLOURS * N_COLOURS), device=grids.device)
-        counts.scatter_add_(1, code.view(b * k, -1), weight.view(b * k, -1))
-        counts = counts.view(b, k, -1) / weight.sum(dim=(2, 3)).clamp(min=1.0)[..., None]
-        return torch.cat([counts, same[..., None].float()], dim=-1)
-
     def _changes(self, grids: torch.Tensor, shapes: torch.Tensor) -> torch.Tensor:
+        """(B, K, 101 + 2C): colour transitions and change code of same-shape pairs."""
         b, k, _, height, width = grids.shape
         same = (shapes[:, :, 0] == shapes[:, :, 1]).all(-1) & (shapes[:, :, 0, 0] > 0)  # (B, K)
-        code = self.changes(grids.reshape(b * k, 2, height, width), shapes[:, :, 0].reshape(b * k, 2), same.reshape(-1))
-        return code.view(b, k, -1)
+        transitions, code = self.changes(
+            grids.reshape(b * k, 2, height, width), shapes[:, :, 0].reshape(b * k, 2), same.reshape(-1)
+        )
+        return torch.cat([transitions, code], dim=-1).view(b, k, -1)
 
     def forward(self, grids: torch.Tensor, shapes: torch.Tensor, pair_mask: torch.Tensor) -> torch.Tensor:
         b, k, _, height, width = grids.shape
@@ -263,8 +274,7 @@ class GuideNet(nn.Module):
         log_ratio = torch.log(sizes[:, :, 1] / sizes[:, :, 0])  # (B, K, 2): output / input sides
         shape_feats = torch.cat([log_ratio, (sizes[:, :, 1] - sizes[:, :, 0]) / MAX_SIDE], dim=-1)
         pairs = self.pair(torch.cat([
-            c_in, c_out, c_out - c_in, shape_feats, self._layout_match(c_in, c_out), self._transitions(grids, shapes),
-            self._changes(grids, shapes),
+            c_in, c_out, c_out - c_in, shape_feats, self._layout_match(c_in, c_out), self._changes(grids, shapes),
         ], dim=-1))  # (B, K, hidden)
         m = pair_mask.unsqueeze(-1).to(pairs.dtype)
         mean = (pairs * m).sum(1) / m.sum(1).clamp(min=1.0)

@@ -29,7 +29,7 @@ from tasks.arc_guide.dsl import MAX_SIDE, PRIMITIVES
 from tasks.arc_guide.model import GuideNet
 
 N_PRIMITIVES = len(PRIMITIVES)
-DEFAULT_DATASET_VERSION = 1  # bump when the generator's output changes
+DEFAULT_DATASET_VERSION = 2  # bump when the generator's output changes
 
 
 class DataConfig(Section):
