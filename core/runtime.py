@@ -40,6 +40,32 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def rng_states_of_all_ranks() -> list[dict[str, Any]]:
+    """Every process's :func:`rng_state`, in rank order (a collective: all ranks must call it).
+
+    Ranks start from one seed but do not stay in step: a batch of other shapes (ARC grids
+    padded per batch) draws another number of dropout bits. A bit-identical multi-process
+    resume needs each rank's own state back."""
+    mine = rng_state()
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return [mine]
+    states: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(states, mine)
+    return states
+
+
+def restore_rank_rng_state(saved: dict[str, Any] | list[dict[str, Any]], rank: int, world: int) -> bool:
+    """Restore this rank's state from a checkpoint's ``rng`` (a per-rank list, or one state
+    from checkpoints written before the list). Returns False when the saved states do not
+    match this world size; every rank then continues rank 0's stream."""
+    states = saved if isinstance(saved, list) else [saved]
+    if len(states) == world:
+        restore_rng_state(states[rank])
+        return True
+    restore_rng_state(states[0])
+    return False
+
+
 def physical_cores() -> int:
     """Cores this process may use, counting each physical core once (SMT siblings share)."""
     logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

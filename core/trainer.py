@@ -30,7 +30,9 @@ from core.data_order import ResumableBatchSampler
 from core.errors import UserError
 from core.logging import MetricsLog, ProgressBar, peak_memory_bytes, plot_curves, write_json
 from core.precision import Precision
-from core.runtime import pick_device, restore_rng_state, rng_state, seed_everything, set_cpu_threads
+from core.runtime import (
+    pick_device, restore_rank_rng_state, rng_states_of_all_ranks, seed_everything, set_cpu_threads,
+)
 from core.schedule import lr_multiplier
 
 
@@ -103,18 +105,23 @@ def fit(task: Any, cfg: Any, run_dir: str | Path, resume: bool = False) -> dict[
         schedule.load_state_dict(restored["scheduler"])
         precision.load_state_dict(restored["scaler"])
         progress = Progress(**restored["progress"])
-        restore_rng_state(restored["rng"])
+        if not restore_rank_rng_state(restored["rng"], accelerator.process_index, accelerator.num_processes):
+            saved_ranks = len(restored["rng"]) if isinstance(restored["rng"], list) else 1
+            accelerator.print(f"note: the checkpoint holds the random streams of {saved_ranks} process(es), "
+                              f"this run has {accelerator.num_processes}: every process continues rank 0's, so "
+                              "dropout differs from an uninterrupted run")
         metrics.truncate_after(progress.step)
         accelerator.print(f"resumed {run_dir} at step {progress.step} (epoch {progress.epoch})")
     else:
         metrics.truncate_after(-1)
 
     def save(is_best: bool = False) -> None:
+        rng = rng_states_of_all_ranks()  # collective: before the rank-0-only write
         if main:
             checkpoints.save({
                 "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": schedule.state_dict(), "scaler": precision.state_dict(),
-                "progress": asdict(progress), "rng": rng_state(), "config": cfg.model_dump(mode="json"),
+                "progress": asdict(progress), "rng": rng, "config": cfg.model_dump(mode="json"),
                 "task": task.name, "version": core.__version__,
             }, progress.step, is_best=is_best)
         accelerator.wait_for_everyone()

@@ -5,7 +5,10 @@ import json
 import subprocess
 import sys
 
+import torch
+
 from conftest import REPO, run_train, subprocess_env
+from core.checkpoint import CheckpointManager, load
 
 
 def torchrun(*args: str) -> subprocess.CompletedProcess:
@@ -42,3 +45,25 @@ def test_nonfinite_on_one_rank_is_skipped_on_both(tmp_path):
     assert summary["skipped_nonfinite"] == 1 and summary["steps"] == 32
     # both ranks printed the skip of step 5
     assert proc.stdout.count("step 5: non-finite") + proc.stderr.count("step 5: non-finite") >= 1
+
+
+def test_two_process_kill9_then_resume_is_bit_identical(tmp_path):
+    """The whole machine vanishing (every rank SIGKILLed at the same step) and a torchrun
+    --resume give the weights of an uninterrupted two-process run: dropout on, and the
+    ranks' random streams apart (so each rank must get its own back)."""
+    common = ["--set", "trainer.max_epochs=2", "--set", "trainer.batch_size=4", "--set", "model.dropout=0.3",
+              "--set", "trainer.checkpoint_every_steps=5", "--set", "fault.uneven_rng=true"]
+    reference = tmp_path / "reference"
+    proc = torchrun("toy", "--run-dir", str(reference), *common)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    killed = tmp_path / "killed"
+    proc = torchrun("toy", "--run-dir", str(killed), *common, "--set", "fault.kill_at=13")
+    assert proc.returncode != 0
+    assert load(CheckpointManager(killed).last)["progress"]["step"] == 10
+    proc = torchrun("toy", "--run-dir", str(killed), "--resume", "--set", "fault.kill_at=0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ref, res = load(CheckpointManager(reference).last), load(CheckpointManager(killed).last)
+    assert ref["progress"]["step"] == res["progress"]["step"] == 64
+    for name, tensor in ref["model"].items():
+        assert torch.equal(tensor, res["model"][name]), f"{name} differs"
+    assert ref["optimizer"]["state"][0]["exp_avg"].equal(res["optimizer"]["state"][0]["exp_avg"])

@@ -5,7 +5,9 @@ number of the training-mode loss call (1-based, counted per process):
 - ``nonfinite_at``: those calls return NaN, on every rank or only on ``nonfinite_rank``;
 - ``kill_at``: that call sends SIGKILL to its own process (a spot instance vanishing);
 - ``sigterm_at``: that call sends SIGTERM to its own process (a reclaim notice);
-- ``oom_at``: those calls raise the out-of-memory error CUDA's allocator raises.
+- ``oom_at``: those calls raise the out-of-memory error CUDA's allocator raises;
+- ``uneven_rng``: rank r draws r extra numbers from the global torch RNG at each call, as
+  batches of other shapes on other ranks (ARC grids) do: the ranks' random streams part.
 Signals are real and delivered by the kernel; choosing the call makes the tests exact.
 """
 from __future__ import annotations
@@ -40,6 +42,7 @@ class ToyFault(Section):
     kill_at: int = 0
     sigterm_at: int = 0
     oom_at: list[int] = []
+    uneven_rng: bool = False
 
 
 class ToyConfig(RunConfig):
@@ -92,6 +95,8 @@ class ToyTask(Task):
         if model.training:
             self.loss_calls += 1
             rank = int(os.environ.get("RANK", 0))
+            if self.fault.uneven_rng:
+                torch.rand(rank)
             if self.loss_calls in self.fault.nonfinite_at and self.fault.nonfinite_rank in (-1, rank):
                 loss = loss * float("nan")
             if self.loss_calls == self.fault.kill_at:
