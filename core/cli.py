@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     args = build_parser(task).parse_args(argv[1:])
-    from core.trainer import TrainingDiverged, fit
+    from core.trainer import TrainingStopped, fit
 
     try:
         cfg = resolve_config(task, args)
@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except TrainingDiverged as e:
+    except TrainingStopped as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if summary["stopped_by"] != "completed" or int(os.environ.get("RANK", 0)) != 0:

@@ -36,8 +36,17 @@ from core.runtime import (
 from core.schedule import lr_multiplier
 
 
-class TrainingDiverged(RuntimeError):
-    """Too many non-finite steps in a row (or policy "raise"): exit 1, checkpoints intact."""
+class TrainingStopped(RuntimeError):
+    """The run cannot go on by itself: exit 1 with this one-line message, checkpoints intact."""
+
+
+class TrainingDiverged(TrainingStopped):
+    """Too many non-finite steps in a row (or policy "raise")."""
+
+
+class OutOfMemoryAcrossRanks(TrainingStopped):
+    """Out of memory on one rank of several: the batch cannot shrink on one rank alone (the
+    others are waiting in their all-reduce), so the run stops and says how to resume."""
 
 
 @dataclass
@@ -144,7 +153,7 @@ def fit(task: Any, cfg: Any, run_dir: str | Path, resume: bool = False) -> dict[
 
     def back_off_after_oom() -> None:
         """Nothing of the failed step was applied: shrink the batch and record the new size.
-        (Single process only: under DDP the other ranks would wait in their all-reduce.)"""
+        (Single process only: see :class:`OutOfMemoryAcrossRanks`.)"""
         optimizer.zero_grad(set_to_none=True)
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -191,6 +200,12 @@ def fit(task: Any, cfg: Any, run_dir: str | Path, resume: bool = False) -> dict[
                         micro_losses.append(loss.detach().float())
                 except torch.cuda.OutOfMemoryError:
                     micro_losses = loss = batch_on_device = None  # free what the failed step held
+                    if world > 1:
+                        raise OutOfMemoryAcrossRanks(
+                            f"step {progress.step + 1}: out of memory on rank {accelerator.process_index} at batch_size "
+                            f"{plan.batch_size} per process; {world} processes cannot shrink the batch on one rank "
+                            f"alone. Resume from the last checkpoint with a smaller batch: --run-dir {run_dir} --resume "
+                            f"--set trainer.batch_size={max(1, int(plan.batch_size * 0.9))}") from None
                     back_off_after_oom()
                     break  # a new loader at the same sample position, with the smaller batch
                 progress.samples_in_epoch += plan.samples_per_step

@@ -67,3 +67,21 @@ def test_two_process_kill9_then_resume_is_bit_identical(tmp_path):
     for name, tensor in ref["model"].items():
         assert torch.equal(tensor, res["model"][name]), f"{name} differs"
     assert ref["optimizer"]["state"][0]["exp_avg"].equal(res["optimizer"]["state"][0]["exp_avg"])
+
+
+def test_out_of_memory_on_one_rank_stops_with_the_resume_command(tmp_path):
+    """One rank cannot shrink its batch alone: the run stops (no hang, no traceback from the
+    failing rank) and the command it prints resumes it with a smaller batch."""
+    run = tmp_path / "run"
+    common = ["--set", "trainer.max_epochs=1", "--set", "trainer.checkpoint_every_steps=4"]
+    proc = torchrun("toy", "--run-dir", str(run), "--set", "trainer.batch_size=4", *common,
+                    "--set", "fault.oom_at=[7]", "--set", "fault.oom_rank=1")
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "error: step 7: out of memory on rank 1 at batch_size 4 per process" in output
+    assert f"--run-dir {run} --resume --set trainer.batch_size=3" in output
+    assert load(CheckpointManager(run).last)["progress"]["step"] == 4
+    proc = torchrun("toy", "--run-dir", str(run), "--resume", "--set", "trainer.batch_size=3", "--set", "fault.oom_at=[]")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stopped_by"] == "completed" and summary["batch_size"] == 3

@@ -5,7 +5,8 @@ number of the training-mode loss call (1-based, counted per process):
 - ``nonfinite_at``: those calls return NaN, on every rank or only on ``nonfinite_rank``;
 - ``kill_at``: that call sends SIGKILL to its own process (a spot instance vanishing);
 - ``sigterm_at``: that call sends SIGTERM to its own process (a reclaim notice);
-- ``oom_at``: those calls raise the out-of-memory error CUDA's allocator raises;
+- ``oom_at``: those calls raise the out-of-memory error CUDA's allocator raises, on every
+  rank or only on ``oom_rank``;
 - ``uneven_rng``: rank r draws r extra numbers from the global torch RNG at each call, as
   batches of other shapes on other ranks (ARC grids) do: the ranks' random streams part.
 Signals are real and delivered by the kernel; choosing the call makes the tests exact.
@@ -42,6 +43,7 @@ class ToyFault(Section):
     kill_at: int = 0
     sigterm_at: int = 0
     oom_at: list[int] = []
+    oom_rank: int = -1  # -1: every rank
     uneven_rng: bool = False
 
 
@@ -101,7 +103,7 @@ class ToyTask(Task):
                 loss = loss * float("nan")
             if self.loss_calls == self.fault.kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
-            if self.loss_calls in self.fault.oom_at:
+            if self.loss_calls in self.fault.oom_at and self.fault.oom_rank in (-1, rank):
                 raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (injected at loss call {self.loss_calls})")
             if self.loss_calls == self.fault.sigterm_at:
                 os.kill(os.getpid(), signal.SIGTERM)
