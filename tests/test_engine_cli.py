@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -93,3 +94,20 @@ def test_run_directory_files(tmp_path):
     assert summary["best_metric"]["value"] == max(r["accuracy"] for r in evals)
     assert (run / "checkpoints" / "best.pt").is_file() and (run / "checkpoints" / "last.pt").is_file()
     assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile's CPU backend needs a C++ compiler")
+def test_compiled_model_saves_plain_weights_that_a_plain_model_loads(toy_task, tmp_path):
+    """trainer.compile: torch.compile (inductor, here on CPU) trains, and the checkpoint holds
+    the module's own keys (no ``_orig_mod.``), so predict/solve load it without compiling."""
+    from core.checkpoint import CheckpointManager, load
+
+    run = tmp_path / "run"
+    run_train("toy", "--run-dir", str(run), "--set", "trainer.compile=true", "--set", "trainer.max_epochs=1",
+              timeout=600, check=True)
+    state = load(CheckpointManager(run).last)
+    cfg = config_io.load(toy_task, None, [])
+    plain = toy_task.build_model(cfg)
+    plain.load_state_dict(state["model"])  # strict: raises on any missing or unexpected key
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 32 and summary["best_metric"]["value"] > 0.75
