@@ -7,8 +7,9 @@ fresh process (``--repeats`` times per config), on a pool of ``--records`` gener
 for the default model (configs/arc_guide/default.toml) and the demo model. The rate is the
 median of the engine's own samples/s windows (10 steps each; the first, warm-up window is
 dropped); the projected epoch is 100,000 training records at that rate (goal from issue 3:
-under 5 minutes on 2 CPU cores). "whole run" divides the training records by the run's wall
-time (start-up, a 2% validation pass and the checkpoint included).
+under 5 minutes on 2 CPU cores). "whole run" divides the training records by the wall time
+of the training loop (``summary.json``'s ``wall_s``: the validation pass over 2% of the
+records and the checkpoint included, loading the data and building the model not).
 
 Beside it, the bare step in this process (DataLoader batch, forward, BCE, backward, AdamW;
 no engine; libgomp's default thread spinning; 20 steps after 3 warm-up, median of 3): the

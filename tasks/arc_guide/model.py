@@ -69,7 +69,8 @@ class Canvas:
 
 def cells(canvas: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
     """(1, C, H, W) canvas, (M,) flat positions -> (M, C) features of those cells.
-    A row gather: a view, not a copy, of a channels-last canvas before the gather."""
+    On a channels-last canvas the (H*W, C) view costs nothing and each cell is one
+    contiguous row, so the gather copies rows (its backward adds rows back)."""
     rows = canvas.permute(0, 2, 3, 1).reshape(-1, canvas.shape[1])  # (H*W, C)
     return rows.index_select(0, position)
 
