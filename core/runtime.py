@@ -54,16 +54,13 @@ def rng_states_of_all_ranks() -> list[dict[str, Any]]:
     return states
 
 
-def restore_rank_rng_state(saved: dict[str, Any] | list[dict[str, Any]], rank: int, world: int) -> bool:
+def restore_rank_rng_state(saved: dict[str, Any] | list[dict[str, Any]], rank: int, world: int) -> int:
     """Restore this rank's state from a checkpoint's ``rng`` (a per-rank list, or one state
-    from checkpoints written before the list). Returns False when the saved states do not
-    match this world size; every rank then continues rank 0's stream."""
+    from checkpoints written before the list); returns how many ranks it holds. When that
+    is not this world size, every rank continues rank 0's stream."""
     states = saved if isinstance(saved, list) else [saved]
-    if len(states) == world:
-        restore_rng_state(states[rank])
-        return True
-    restore_rng_state(states[0])
-    return False
+    restore_rng_state(states[rank] if len(states) == world else states[0])
+    return len(states)
 
 
 def physical_cores() -> int:

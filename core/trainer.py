@@ -114,8 +114,8 @@ def fit(task: Any, cfg: Any, run_dir: str | Path, resume: bool = False) -> dict[
         schedule.load_state_dict(restored["scheduler"])
         precision.load_state_dict(restored["scaler"])
         progress = Progress(**restored["progress"])
-        if not restore_rank_rng_state(restored["rng"], accelerator.process_index, accelerator.num_processes):
-            saved_ranks = len(restored["rng"]) if isinstance(restored["rng"], list) else 1
+        saved_ranks = restore_rank_rng_state(restored["rng"], accelerator.process_index, accelerator.num_processes)
+        if saved_ranks != accelerator.num_processes:
             accelerator.print(f"note: the checkpoint holds the random streams of {saved_ranks} process(es), "
                               f"this run has {accelerator.num_processes}: every process continues rank 0's, so "
                               "dropout differs from an uninterrupted run")
@@ -205,7 +205,7 @@ def fit(task: Any, cfg: Any, run_dir: str | Path, resume: bool = False) -> dict[
                             f"step {progress.step + 1}: out of memory on rank {accelerator.process_index} at batch_size "
                             f"{plan.batch_size} per process; {world} processes cannot shrink the batch on one rank "
                             f"alone. Resume from the last checkpoint with a smaller batch: --run-dir {run_dir} --resume "
-                            f"--set trainer.batch_size={max(1, int(plan.batch_size * 0.9))}") from None
+                            f"--set trainer.batch_size={plan.smaller_batch(progress.step + 1)}") from None
                     back_off_after_oom()
                     break  # a new loader at the same sample position, with the smaller batch
                 progress.samples_in_epoch += plan.samples_per_step
@@ -359,12 +359,18 @@ class _StepPlan:
         return progress.epoch >= self.max_epochs or (
             progress.epoch == self.max_epochs - 1 and not self.step_fits(progress.samples_in_epoch))
 
-    def back_off(self, log: Any, step: int) -> None:
-        """After a CUDA out-of-memory error: 0.9x the batch size, down to the floor."""
+    def smaller_batch(self, step: int) -> int:
+        """The batch size to try after a CUDA out-of-memory error at ``step``: 0.9x, down to
+        the floor (at the floor: a UserError saying what else to change)."""
         smaller = max(self.floor, int(self.batch_size * 0.9))
         if smaller == self.batch_size:
             raise UserError(f"step {step}: out of memory at batch_size {self.batch_size}, the floor; "
                             "use a smaller model or patch, trainer.precision=bf16/fp16, or a larger GPU")
+        return smaller
+
+    def back_off(self, log: Any, step: int) -> None:
+        """After a CUDA out-of-memory error: continue with :meth:`smaller_batch`."""
+        smaller = self.smaller_batch(step)
         log(f"step {step}: out of memory at batch_size {self.batch_size}; backing off to {smaller}")
         self.backoffs.append(self.batch_size)
         self.batch_size = smaller

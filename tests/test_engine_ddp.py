@@ -80,6 +80,7 @@ def test_out_of_memory_on_one_rank_stops_with_the_resume_command(tmp_path):
     output = proc.stdout + proc.stderr
     assert "error: step 7: out of memory on rank 1 at batch_size 4 per process" in output
     assert f"--run-dir {run} --resume --set trainer.batch_size=3" in output
+    assert "[rank1]: Traceback" not in output  # the failing rank says it in one line
     assert load(CheckpointManager(run).last)["progress"]["step"] == 4
     proc = torchrun("toy", "--run-dir", str(run), "--resume", "--set", "trainer.batch_size=3", "--set", "fault.oom_at=[]")
     assert proc.returncode == 0, proc.stderr[-3000:]
