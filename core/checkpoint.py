@@ -5,52 +5,41 @@ Layout under ``<run_dir>/checkpoints/``:
     last.pt            hard link to the newest step file (a copy where links are unsupported)
     best.pt            hard link to the step file with the best monitored metric
 
-A write goes to a temporary file in the same folder, is fsynced, then ``os.replace``d into
-place, and the folder is fsynced; ``last.pt``/``best.pt`` are swapped the same way. Old
-files are deleted only after the new ones are in place, so a process killed at any moment
-(kill -9, a reclaimed spot instance, a full disk) leaves the previous ``last.pt`` loadable.
+A write goes through core.atomic (temp file in the same folder, fsync, ``os.replace``,
+folder fsync); ``last.pt``/``best.pt`` are swapped the same way. Old files are deleted only
+after the new ones are in place, so a process killed at any moment (kill -9, a reclaimed
+spot instance, a full disk) leaves the previous ``last.pt`` loadable.
+
+A checkpoint holds tensors and plain Python types only (RNG states included, see
+core.runtime.rng_state), so every load uses ``torch.load(weights_only=True)``: a file that
+would need to unpickle code (a downloaded "checkpoint" that runs something when loaded) is
+refused before anything in it runs. ``format`` marks the files this project writes.
 """
 from __future__ import annotations
 
 import os
+import pickle
 import re
+import shutil
 import signal
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from core.atomic import atomic_write, fsync_dir
 from core.errors import UserError
 
 STEP_FILE = re.compile(r"^step-(\d{8})\.pt$")
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+FORMAT = "twotrack-checkpoint"  # the ``format`` key of every checkpoint this project writes
 
 
 def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save`` to ``path`` so that readers see either the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_write(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def _atomic_link(source: Path, alias: Path) -> None:
@@ -60,26 +49,45 @@ def _atomic_link(source: Path, alias: Path) -> None:
     try:
         os.link(source, tmp)
     except OSError:  # filesystems without hard links: copy through a temp file
-        with open(source, "rb") as src, open(tmp, "wb") as dst:
-            while chunk := src.read(1 << 24):
-                dst.write(chunk)
-            dst.flush()
-            os.fsync(dst.fileno())
+        with open(source, "rb") as src, atomic_write(alias, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 24)
+        return
     os.replace(tmp, alias)
-    _fsync_dir(alias.parent)
+    fsync_dir(alias.parent)
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :class:`CheckpointManager`; a damaged file is a UserError."""
+    """Load a checkpoint written by :class:`CheckpointManager` with ``weights_only=True``.
+
+    A missing, damaged or foreign file, or one that needs code to unpickle, is a UserError
+    of one line naming the file; nothing in the file runs."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
     try:
-        # weights_only=False: the state holds numpy RNG states and plain metadata we wrote ourselves.
-        return torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # torch raises several types for truncated or foreign files
-        raise UserError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); "
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only" not in str(e).lower():
+            raise UserError(f"checkpoint {path} cannot be read ({_first_line(e)}); "
+                            "use another checkpoint from the same folder") from None
+        # torch's message is a page long; its "Unsupported global: GLOBAL io.open" part names the code
+        unsupported = [line.split("error:")[-1].split(" was not")[0].strip()
+                       for line in str(e).splitlines() if "Unsupported" in line]
+        raise UserError(f"checkpoint {path} is refused: loading it would run code it names "
+                        f"({(unsupported or ['not plain tensors and types'])[0][:160]}); nothing in it was run. Use a "
+                        "checkpoint written by `train` (runs/<task>/<run>/checkpoints/best.pt)") from None
+    except Exception as e:  # torch raises several types for truncated or non-torch files
+        raise UserError(f"checkpoint {path} cannot be read ({_first_line(e)}); "
                         "use another checkpoint from the same folder") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise UserError(f"{path} is not a checkpoint of this project (no format marker {FORMAT!r}); "
+                        "use a checkpoint written by `train` (runs/<task>/<run>/checkpoints/best.pt)")
+    return state
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0][:200]}" if text else type(error).__name__
 
 
 class CheckpointManager:
@@ -104,7 +112,7 @@ class CheckpointManager:
 
     def save(self, state: dict[str, Any], step: int, is_best: bool = False) -> Path:
         path = self.folder / f"step-{step:08d}.pt"
-        atomic_save(state, path)
+        atomic_save({"format": FORMAT, **state}, path)
         _atomic_link(path, self.last)
         if is_best:
             _atomic_link(path, self.best)

@@ -54,6 +54,7 @@ class TrainerConfig(Section):
     seed: int = 0
     num_workers: int = Field(0, ge=0)
     prefetch_factor: int = Field(2, ge=1)
+    evaluate: bool = Field(True, description="false: no validation (an empty val set is then allowed; no best.pt)")
     eval_every_steps: int = Field(0, ge=0, description="0 = at the end of every epoch")
     checkpoint_every_steps: int = Field(0, ge=0, description="0 = at the end of every epoch")
     log_every_steps: int = Field(10, ge=1)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import resource
 import sys
 import time
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import torch
+
+from core import atomic
 
 
 def peak_memory_bytes(device: torch.device) -> int:
@@ -64,9 +65,7 @@ class MetricsLog:
             return
         kept = [line for line in self.path.read_text().splitlines()
                 if line.strip() and _step_of(line) <= step]
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, self.path)
+        atomic.write_text(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -132,9 +131,8 @@ def _duration(seconds: float) -> str:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps({k: _clean(v) for k, v in data.items()}, indent=2) + "\n")
-    os.replace(tmp, path)
+    """Atomically, with non-finite floats as strings (JSON has no NaN)."""
+    atomic.write_json(path, {k: _clean(v) for k, v in data.items()})
 
 
 def plot_curves(metrics_path: Path, out_path: Path, monitor: str) -> bool:
@@ -161,6 +159,44 @@ def plot_curves(metrics_path: Path, out_path: Path, monitor: str) -> bool:
     ax_metric.set_xlabel("step")
     ax_metric.set_ylabel(f"val {monitor}")
     fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
+    with atomic.atomic_write(out_path) as f:
+        fig.savefig(f, dpi=100, format="png")
     plt.close(fig)
     return True
+
+
+class MetricsWindow:
+    """Accumulates one log interval of training: loss over the steps whose loss was finite,
+    samples, time blocked on data; ``flush`` turns it into a ``kind="train"`` record."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss_sum, self.loss_steps, self.samples, self.data_wait = 0.0, 0, 0, 0.0
+        self.started = time.perf_counter()
+
+    def add(self, loss: float | None, samples: int, data_wait_s: float) -> None:
+        """``loss`` None: a skipped non-finite step (its samples still count as consumed)."""
+        if loss is not None:
+            self.loss_sum += loss
+            self.loss_steps += 1
+        self.samples += samples
+        self.data_wait += data_wait_s
+
+    def exclude(self, seconds: float) -> None:
+        """Leave ``seconds`` (an evaluation, a checkpoint) out of this interval's rates."""
+        self.started += seconds
+
+    def flush(self, step: int, epoch: int, lr: float, counters: dict[str, int], device: torch.device,
+              logs: dict[str, Any]) -> dict[str, Any]:
+        wall = max(time.perf_counter() - self.started, 1e-9)
+        record = {
+            "kind": "train", "epoch": epoch, "step": step,
+            "loss": self.loss_sum / self.loss_steps if self.loss_steps else float("nan"),
+            "lr": lr, "samples_per_s": self.samples / wall, "data_wait_frac": self.data_wait / wall,
+            **counters, "peak_mem_bytes": peak_memory_bytes(device),
+            **{k: float(v) for k, v in logs.items()},
+        }
+        self.reset()
+        return record

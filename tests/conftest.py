@@ -1,13 +1,24 @@
-"""Shared fixtures: the toy task registered in-process and for subprocesses, a CLI runner."""
+"""Shared fixtures: the toy task registered in-process and for subprocesses, a CLI runner,
+and seeded randomness.
+
+Every random choice in the suite is seeded. The global python/numpy/torch streams are
+seeded before each test from ``TWOTRACK_TEST_SEED`` (default below); tests that draw a
+choice (a kill step, ...) take the ``rng`` fixture. A failing test's report names the seed,
+so ``TWOTRACK_TEST_SEED=N pytest ...`` reproduces it. Hypothesis runs derandomized (its
+failures print the falsifying example themselves).
+"""
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import settings
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -19,6 +30,31 @@ os.environ["TWOTRACK_TASKS"] = ";".join(filter(None, [os.environ.get("TWOTRACK_T
 from core import registry  # noqa: E402  (after the environment names the toy task)
 
 registry.register("toy", "toy_task:ToyTask", "test task")
+
+TEST_SEED = int(os.environ.get("TWOTRACK_TEST_SEED", "20261205"))
+settings.register_profile("twotrack", derandomize=True, deadline=None)
+settings.load_profile("twotrack")
+
+
+@pytest.fixture(autouse=True)
+def _seed_global_streams():
+    random.seed(TEST_SEED)
+    np.random.seed(TEST_SEED % 2**32)
+    torch.manual_seed(TEST_SEED)
+
+
+@pytest.fixture
+def rng() -> random.Random:
+    """A seeded stream for a test's own random choices."""
+    return random.Random(TEST_SEED)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        report.sections.append(("random seed", f"TWOTRACK_TEST_SEED={TEST_SEED} reproduces this run's random choices"))
+    return report
 
 
 def pytest_collection_modifyitems(config, items):

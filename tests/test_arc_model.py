@@ -126,7 +126,7 @@ def test_task_trains_and_evaluates_on_a_tiny_dataset(tiny_cfg):
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = None
     for _ in range(25):  # overfit one batch: the loss must fall
-        loss, logs = task.loss(model, batch)
+        loss, logs = task.loss(tiny_cfg, model, batch)
         assert loss.dtype == torch.float32 and torch.isfinite(loss) and loss.ndim == 0 and logs == {}
         first = first if first is not None else float(loss.detach())
         opt.zero_grad()
@@ -135,7 +135,7 @@ def test_task_trains_and_evaluates_on_a_tiny_dataset(tiny_cfg):
     assert float(loss.detach()) < 0.7 * first
     model.eval()
     with torch.no_grad():
-        result = task.evaluate(model, torch.utils.data.DataLoader(val, batch_size=8, collate_fn=collate))
+        result = task.evaluate(tiny_cfg, model, torch.utils.data.DataLoader(val, batch_size=8, collate_fn=collate))
     assert set(result) == {"map", "loss", "micro_f1", "exact_set_acc", "recall_at_k"}
     assert all(np.isfinite(v) for v in result.values()) and 0 <= result["map"] <= 1
     assert task.monitor == ("map", "max") and task.batch_len(batch) == 16
@@ -144,10 +144,19 @@ def test_task_trains_and_evaluates_on_a_tiny_dataset(tiny_cfg):
     assert all(np.array_equal(x, y) for p, q in zip(a[0], b[0]) for x, y in zip(p, q)) and np.array_equal(a[1], b[1])
 
 
-def test_example_batch_has_the_real_layout(tiny_cfg):
+def test_example_batch_is_the_worst_case_of_the_loaded_data(tiny_cfg):
     task = ArcGuideTask()
-    batch = task.example_batch(tiny_cfg, 4)
-    assert batch["grids"].shape == (4, 3, 2, 30, 30) and batch["labels"].shape == (4, P)
+    train, _ = task.build_datasets(tiny_cfg)
+    extent = task.batch_extent(tiny_cfg, train)
+    # brute force over every training record's (first max_pairs) grids
+    records = [train[i][0] for i in range(len(train))]
+    assert extent == {"height": max(g.shape[0] for pairs in records for pair in pairs for g in pair),
+                      "width": max(g.shape[1] for pairs in records for pair in pairs for g in pair),
+                      "pairs": max(len(pairs) for pairs in records)}
+    batch = task.example_batch(tiny_cfg, 4, extent)
+    assert batch["grids"].shape == (4, extent["pairs"], 2, extent["height"], extent["width"])
+    assert batch["labels"].shape == (4, P)
+    assert task.example_batch(tiny_cfg, 2, {})["grids"].shape == (2, tiny_cfg.data.max_pairs, 2, 30, 30)
     logits = task.build_model(tiny_cfg)(batch["grids"], batch["shapes"], batch["pair_mask"])
     assert logits.shape == (4, P)
 
@@ -160,9 +169,13 @@ def test_pos_weight_reaches_the_loss(tiny_cfg):
     plain_model = task.build_model(tiny_cfg)
     torch.manual_seed(0)
     heavy_model = task.build_model(heavy)
-    batch = task.example_batch(tiny_cfg, 4)
+    batch = task.example_batch(tiny_cfg, 4, {})
     with torch.no_grad():
-        assert float(task.loss(heavy_model, batch)[0]) > float(task.loss(plain_model, batch)[0])
+        assert float(task.loss(heavy, heavy_model, batch)[0]) > float(task.loss(tiny_cfg, plain_model, batch)[0])
+    # the weight is config, not model state: the same weights give the heavier loss under the heavy config
+    assert "pos_weight" not in plain_model.state_dict()
+    with torch.no_grad():
+        assert float(task.loss(heavy, plain_model, batch)[0]) > float(task.loss(tiny_cfg, plain_model, batch)[0])
 
 
 def test_without_a_dataset_the_built_in_one_is_generated_once_and_reused(tmp_path, monkeypatch):

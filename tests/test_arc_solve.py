@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from conftest import REPO, subprocess_env
+from core.checkpoint import FORMAT
 from tasks.arc_guide.arc_tasks import ArcTask, load_tasks
 from tasks.arc_guide.dsl import PRIMITIVES, run_program
 from tasks.arc_guide.search import fit_colour_map, search
@@ -155,8 +156,8 @@ def test_cli_end_to_end_with_a_checkpoint(tmp_path, capsys):
     task = ArcGuideTask()
     cfg = load(task, None, [f"data.path={dataset}", "model.channels=8", "model.hidden=16", "model.depth=1"])
     torch.manual_seed(0)
-    torch.save({"model": task.build_model(cfg).state_dict(), "config": cfg.model_dump(mode="json"), "task": task.name},
-               tmp_path / "guide.pt")
+    torch.save({"format": FORMAT, "model": task.build_model(cfg).state_dict(), "config": cfg.model_dump(mode="json"),
+                "task": task.name}, tmp_path / "guide.pt")
     _write_task(tmp_path / "known.json", _task())
     for extra in ((), ("--no-guide",)):
         out = tmp_path / f"report{len(extra)}.json"
@@ -173,6 +174,6 @@ def test_cli_rejects_a_checkpoint_of_another_task(tmp_path):
     from core.errors import UserError
     from tasks.arc_guide.solve import load_checkpoint
 
-    torch.save({"model": {}, "config": {}, "task": "vesuvius"}, tmp_path / "other.pt")
-    with pytest.raises(UserError, match="not an arc-guide checkpoint"):
+    torch.save({"format": FORMAT, "model": {}, "config": {}, "task": "vesuvius"}, tmp_path / "other.pt")
+    with pytest.raises(UserError, match="checkpoint of task 'vesuvius', not 'arc-guide'"):
         load_checkpoint(tmp_path / "other.pt")

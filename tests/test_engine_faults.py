@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 import sys
 import textwrap
@@ -27,11 +26,11 @@ def assert_same_weights(a, b):
         assert torch.equal(a[name], b[name]), f"{name} differs"
 
 
-def test_kill9_then_resume_is_bit_identical(tmp_path):
+def test_kill9_then_resume_is_bit_identical(tmp_path, rng):
     reference = tmp_path / "reference"
     run_train("toy", "--run-dir", str(reference), *BASE, check=True)
 
-    kill_step = random.Random().randint(6, 90)  # any step after the first checkpoint
+    kill_step = rng.randint(6, 90)  # any step after the first checkpoint (seeded: see conftest)
     killed = tmp_path / "killed"
     proc = run_train("toy", "--run-dir", str(killed), *BASE, "--set", f"fault.kill_at={kill_step}")
     assert proc.returncode == -9, proc.stderr
@@ -87,10 +86,10 @@ def test_skipped_step_leaves_weights_unchanged(toy_task, tmp_path):
     snapshots = []
     original = toy_task.loss
 
-    def recording_loss(model, batch):
+    def recording_loss(cfg, model, batch):
         if model.training:
             snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
-        return original(model, batch)
+        return original(cfg, model, batch)
 
     toy_task.loss = recording_loss
     cfg = load_config(toy_task, None, ["trainer.max_steps=8", "fault.nonfinite_at=[2, 5, 6]"])

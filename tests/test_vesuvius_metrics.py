@@ -79,7 +79,7 @@ def test_voi_of_a_merge_is_the_entropy_of_the_gt_split():
     pred[6:8, 7:9, 7:9] = 1  # a 2x2x2 bridge (8 voxels) merges them
     counts = np.array([576, 576, 8], float)
     p = counts / counts.sum()
-    h = float(-(p * np.log(p)).sum())  # H(gt | pred); H(pred | gt) = 0
+    h = float(-(p * np.log2(p)).sum())  # H(gt | pred) in bits; H(pred | gt) = 0
     assert variation_of_information(pred, gt) == pytest.approx(h)
     assert voi_score(pred, gt) == pytest.approx(1 / (1 + 0.3 * h))
 
@@ -91,7 +91,7 @@ def test_voi_of_a_split_is_the_entropy_of_the_pred_split():
     pred[4:8, 2:14, 7:9] = 0  # cut into two 4 x 12 x 5 halves (240 voxels each), gap 96
     counts = np.array([240, 240, 96], float)
     p = counts / counts.sum()
-    h = float(-(p * np.log(p)).sum())
+    h = float(-(p * np.log2(p)).sum())  # bits
     assert voi_score(pred, gt) == pytest.approx(1 / (1 + 0.3 * h))
     assert voi_score(pred, gt, alpha=1.0) == pytest.approx(1 / (1 + h))
 
@@ -102,5 +102,17 @@ def test_diagonal_contact_is_26_connected():
     assert variation_of_information(gt, gt) == 0.0
     pred = gt.copy()
     pred[2, 2, 2] = 0
-    # union is both voxels; gt is one component; pred labels {1, 0}: H(pred|gt) = ln 2
-    assert variation_of_information(pred, gt) == pytest.approx(math.log(2))
+    # union is both voxels; gt is one component; pred labels {1, 0}: H(pred|gt) = 1 bit
+    assert variation_of_information(pred, gt) == pytest.approx(1.0)
+
+
+def test_voi_is_in_bits_on_a_hand_counted_case():
+    """Union of 4 voxels: gt one component, pred three (2 + 1 voxels) plus 1 background voxel.
+    H(pred | gt) = -(1/2 log2 1/2 + 2 x 1/4 log2 1/4) = 1.5 bits; H(gt | pred) = 0."""
+    gt = np.zeros((3, 3, 9), np.uint8)
+    gt[1, 1, 1:5] = 1  # a rod of 4 voxels
+    pred = np.zeros_like(gt)
+    pred[1, 1, 1:3] = 1  # component of 2
+    pred[1, 1, 4] = 1  # component of 1 (voxel 3 is background: the gap)
+    assert variation_of_information(pred, gt) == pytest.approx(1.5)
+    assert voi_score(pred, gt) == pytest.approx(1 / (1 + 0.3 * 1.5))

@@ -50,14 +50,13 @@ def test_to_device_features_and_augmentation_keep_image_and_label_aligned(traine
     task, cfg, _, _ = trained
     cfg = cfg.model_copy(deep=True)
     cfg.augment.intensity_scale = cfg.augment.intensity_shift = 0.0
-    task.cfg = cfg
     m, p = context_margin(cfg.features.channels), cfg.data.patch_size
     g = torch.Generator().manual_seed(0)
     image = (torch.rand(4, 1, p + 2 * m, p + 2 * m, p + 2 * m, generator=g) > 0.5).to(torch.uint8) * 200
     label = (image[:, 0, m:-m, m:-m, m:-m] > 0).to(torch.uint8)  # label = bright voxels of the crop
     torch.manual_seed(1)
     for _ in range(5):  # different flips and quarter turns each time
-        out = task.to_device({"image": image, "label": label}, torch.device("cpu"))
+        out = task.to_device(cfg, {"image": image, "label": label}, torch.device("cpu"))
         assert out["input"].shape == (4, len(cfg.features.channels), p, p, p)
         assert out["input"].dtype == torch.float32
         intensity = out["input"][:, 0] / 4 + 0.5  # undo the fixed normalisation of channel 0
@@ -66,10 +65,10 @@ def test_to_device_features_and_augmentation_keep_image_and_label_aligned(traine
 
 def test_example_batch_has_the_real_shape(trained):
     task, cfg, _, _ = trained
-    batch = task.example_batch(cfg, 3)
+    batch = task.example_batch(cfg, 3, task.batch_extent(cfg, None))
     m, p = context_margin(cfg.features.channels), cfg.data.patch_size
     assert batch["image"].shape == (3, 1, p + 2 * m, p + 2 * m, p + 2 * m) and batch["label"].shape == (3, p, p, p)
-    loss, logs = task.loss(task.build_model(cfg), task.to_device(batch, torch.device("cpu")))
+    loss, logs = task.loss(cfg, task.build_model(cfg), task.to_device(cfg, batch, torch.device("cpu")))
     assert torch.isfinite(loss) and "loss_ce" in logs
 
 

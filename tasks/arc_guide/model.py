@@ -226,10 +226,8 @@ class GuideNet(nn.Module):
     """forward(grids (B,K,2,H,W) uint8, shapes (B,K,2,2), pair_mask (B,K) bool) -> (B, P) logits."""
 
     def __init__(self, n_primitives: int, channels: int = 48, depth: int = 3, hidden: int = 256,
-                 regions: int = 3, dropout: float = 0.1, pos_weight: float = 1.0):
+                 regions: int = 3, dropout: float = 0.1):
         super().__init__()
-        # BCE weight of positive labels: a buffer, so it travels with the model and checkpoint
-        self.register_buffer("pos_weight", torch.full((n_primitives,), float(pos_weight)))
         self.encoder = GridEncoder(channels, depth, regions)
         self.changes = ChangeEncoder(channels)
         d = self.encoder.out_dim

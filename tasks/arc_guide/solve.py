@@ -31,10 +31,9 @@ from typing import Any, Optional, Protocol, Sequence, TextIO
 import numpy as np
 import torch
 
-from core import checkpoint
-from core.config import from_dict
 from core.argtypes import positive_int
-from core.errors import UserError, exit_on_user_error
+from core.errors import exit_on_user_error
+from core.inference import load_for_inference
 from tasks.arc_guide.arc_tasks import ArcTask, load_tasks
 from tasks.arc_guide.dsl import PRIMITIVES, NotApplicable
 from tasks.arc_guide.search import apply_solution, search
@@ -78,18 +77,9 @@ class NeuralGuide:
 
 
 def load_checkpoint(path: str | Path) -> tuple[NeuralGuide, ArcGuideConfig]:
-    """The guide and resolved config of an arc-guide checkpoint (UserError if it is not one)."""
-    state = checkpoint.load(path)
-    task = ArcGuideTask()
-    if state.get("task") != task.name or "model" not in state or "config" not in state:
-        raise UserError(f"checkpoint {path} is not an {task.name} checkpoint (task: {state.get('task')!r}); "
-                        f"train one with: train {task.name} --config configs/arc_guide/demo.toml")
-    cfg = from_dict(task, state["config"], f"checkpoint {path}")
-    model = task.build_model(cfg)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:  # shapes or names do not match this code's model
-        raise UserError(f"checkpoint {path}: its weights do not fit the current guide model ({e})") from None
+    """The guide and resolved config of an arc-guide checkpoint, loaded safely
+    (core.inference.load_for_inference: nothing in the file runs; UserError if it is not one)."""
+    _, cfg, model, _ = load_for_inference(path, "cpu", expected_task=ArcGuideTask.name)
     return NeuralGuide(model, cfg.data.max_pairs), cfg
 
 

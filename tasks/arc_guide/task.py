@@ -10,6 +10,7 @@ H, W and K are the largest in the batch, not 30/30/max_pairs.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -81,6 +82,17 @@ class ArcPairsDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
+    def extent(self) -> dict[str, int]:
+        """Largest rows, cols and pair count over these records' first ``max_pairs`` pairs."""
+        d = self.data
+        if len(self.indices) == 0:
+            return {"height": 1, "width": 1, "pairs": 1}
+        first = np.asarray(d.pair_offset)[self.indices]
+        count = np.minimum(np.asarray(d.pair_offset)[self.indices + 1] - first, self.max_pairs)  # (R,)
+        pair_ids = np.repeat(first - np.cumsum(count) + count, count) + np.arange(count.sum())  # used pairs
+        shapes = np.asarray(d.grid_shape)[np.concatenate([2 * pair_ids, 2 * pair_ids + 1])]  # (G, 2)
+        return {"height": int(shapes[:, 0].max()), "width": int(shapes[:, 1].max()), "pairs": int(count.max())}
+
     def __getitem__(self, i: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray, int]:
         r = int(self.indices[i])
         d = self.data
@@ -140,6 +152,8 @@ class ArcGuideTask(Task):
     description = "ARC neural guide: predicts the DSL primitives of a program from input/output pairs"
     Config = ArcGuideConfig
     monitor = ("map", "max")
+    inference_module = "tasks.arc_guide.solve"
+    smoke_config = "configs/arc_guide/smoke.toml"
     cli_options = {
         "--max-samples": ("data.max_samples", int, "train on a seeded random subset of this many records (0 = all)"),
         "--quality-threshold": ("data.quality_threshold", float, "keep records with quality >= this (0..1)"),
@@ -148,7 +162,7 @@ class ArcGuideTask(Task):
 
     def build_model(self, cfg: ArcGuideConfig) -> torch.nn.Module:
         m = cfg.model
-        return GuideNet(N_PRIMITIVES, m.channels, m.depth, m.hidden, m.regions, m.dropout, cfg.loss.pos_weight)
+        return GuideNet(N_PRIMITIVES, m.channels, m.depth, m.hidden, m.regions, m.dropout)
 
     def build_datasets(self, cfg: ArcGuideConfig) -> tuple[ArcPairsDataset, ArcPairsDataset]:
         d = cfg.data
@@ -161,24 +175,18 @@ class ArcGuideTask(Task):
     def collate_fn(self, cfg: ArcGuideConfig) -> Callable:
         return collate_records
 
-    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, cfg: ArcGuideConfig, model: torch.nn.Module,
+             batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         logits = model(batch["grids"], batch["shapes"], batch["pair_mask"]).float()  # (B, P), fp32
-        loss = self._bce(logits, batch["labels"], model)
-        return loss, {}  # the engine logs the loss itself; a float() here would sync the GPU every step
+        return bce_loss(cfg, logits, batch["labels"]), {}  # the engine logs the loss itself (no GPU sync here)
 
-    @staticmethod
-    def _bce(logits: torch.Tensor, labels: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
-        inner = getattr(model, "module", model)  # DistributedDataParallel keeps the model in .module
-        pos_weight = getattr(inner, "pos_weight", None)  # (P,) buffer of GuideNet
-        return F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=pos_weight)
-
-    def evaluate(self, model: torch.nn.Module, loader: Any) -> dict[str, float]:
+    def evaluate(self, cfg: ArcGuideConfig, model: torch.nn.Module, loader: Any) -> dict[str, float]:
         device = model_device(model)
         scores, labels, lengths, losses, counts = [], [], [], [], []
         for batch in loader:
-            batch = self.to_device(batch, device)
+            batch = self.to_device(cfg, batch, device)
             logits = model(batch["grids"], batch["shapes"], batch["pair_mask"]).float()
-            losses.append(float(self._bce(logits, batch["labels"], model)) * len(logits))
+            losses.append(float(bce_loss(cfg, logits, batch["labels"])) * len(logits))
             counts.append(len(logits))
             scores.append(torch.sigmoid(logits).cpu().numpy())
             labels.append(batch["labels"].cpu().numpy())
@@ -195,13 +203,20 @@ class ArcGuideTask(Task):
             "recall_at_k": metrics.recall_at_k(p, y, n),
         }
 
-    def example_batch(self, cfg: ArcGuideConfig, batch_size: int) -> dict[str, torch.Tensor]:
-        """A worst-case-size batch: 3 pairs (the generator's default) of 30x30 grids."""
+    def batch_extent(self, cfg: ArcGuideConfig, train: ArcPairsDataset) -> dict[str, int]:
+        """The largest grid sides and pair count among the training records (their first
+        ``max_pairs`` pairs): a batch holding such a record is padded to them."""
+        return train.extent()
+
+    def example_batch(self, cfg: ArcGuideConfig, batch_size: int, extent: dict[str, int]) -> dict[str, torch.Tensor]:
+        """A worst-case batch of the data at hand: every record has ``extent``'s pair count
+        and grid sides (without an extent: max_pairs pairs of 30x30 grids)."""
         rng = np.random.default_rng(0)
-        k = min(3, cfg.data.max_pairs)
+        k = min(extent.get("pairs", cfg.data.max_pairs), cfg.data.max_pairs)
+        h, w = extent.get("height", MAX_SIDE), extent.get("width", MAX_SIDE)
         items = []
         for _ in range(batch_size):
-            pairs = [tuple(rng.integers(0, 10, (MAX_SIDE, MAX_SIDE), dtype=np.uint8) for _ in range(2)) for _ in range(k)]
+            pairs = [tuple(rng.integers(0, 10, (h, w), dtype=np.uint8) for _ in range(2)) for _ in range(k)]
             labels = np.zeros(N_PRIMITIVES, dtype=np.uint8)
             labels[rng.integers(0, N_PRIMITIVES, 2)] = 1
             items.append((pairs, labels, 2))
@@ -209,3 +224,24 @@ class ArcGuideTask(Task):
 
     def batch_len(self, batch: dict[str, torch.Tensor]) -> int:
         return int(batch["labels"].shape[0])
+
+    def checkpoint_meta(self, cfg: ArcGuideConfig) -> dict[str, Any]:
+        return {"vocabulary": list(PRIMITIVES)}  # the order of the model's outputs
+
+    def inference_example(self, cfg: ArcGuideConfig, folder: Path) -> list[str]:
+        """Two ARC-format tasks made from the dataset's first validation records, for ``solve``."""
+        _, val = self.build_datasets(cfg)
+        tasks = {}
+        for i in range(min(2, len(val))):
+            pairs, _, _ = val[i]
+            as_json = [{"input": a.tolist(), "output": b.tolist()} for a, b in pairs]
+            tasks[f"example-{i}"] = {"train": as_json[:-1] or as_json, "test": as_json[-1:]}
+        path = folder / "tasks.json"
+        path.write_text(json.dumps(tasks))
+        return ["--tasks", str(path), "--budget", "200", "--json", str(folder / "report.json")]
+
+
+def bce_loss(cfg: ArcGuideConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Multi-label BCE with logits (B, P) fp32; positives weighted by ``loss.pos_weight``."""
+    pos_weight = torch.full((logits.shape[-1],), cfg.loss.pos_weight, device=logits.device)
+    return F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=pos_weight)

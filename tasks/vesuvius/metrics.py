@@ -133,13 +133,14 @@ def surface_dice(pred, gt, tolerance: float = 2.0, ignore_label: int | None = 2)
     return float((overlap_g + overlap_p) / (area_g.sum() + area_p.sum()))
 
 
-def _entropy(counts: np.ndarray) -> float:
+def _entropy_bits(counts: np.ndarray) -> float:
+    """Shannon entropy in bits (log2, as scikit-image's variation_of_information)."""
     prob = counts / counts.sum()
-    return float(-(prob * np.log(prob)).sum())
+    return float(-(prob * np.log2(prob)).sum())
 
 
 def variation_of_information(pred, gt, ignore_label: int | None = 2) -> float:
-    """VOI = H(gt | pred) + H(pred | gt) in nats, over 26-connected components of each mask,
+    """VOI = H(gt | pred) + H(pred | gt) in bits, over 26-connected components of each mask,
     compared only on the union of the two foregrounds (background counts as label 0 there)."""
     p, g = _binarise(pred, gt, ignore_label)
     union = p | g
@@ -153,8 +154,8 @@ def variation_of_information(pred, gt, ignore_label: int | None = 2) -> float:
     _, joint = np.unique(a * (n_p + 1) + b, return_counts=True)
     _, count_a = np.unique(a, return_counts=True)
     _, count_b = np.unique(b, return_counts=True)
-    h_joint = _entropy(joint)
-    return max(0.0, 2 * h_joint - _entropy(count_a) - _entropy(count_b))
+    h_joint = _entropy_bits(joint)
+    return max(0.0, 2 * h_joint - _entropy_bits(count_a) - _entropy_bits(count_b))
 
 
 def voi_score(pred, gt, alpha: float = 0.3, ignore_label: int | None = 2) -> float:

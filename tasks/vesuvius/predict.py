@@ -18,26 +18,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.checkpoint import load as load_checkpoint
-from core.config import from_dict
 from core.errors import DataError, UserError, exit_on_user_error
+from core.inference import load_for_inference
 from tasks.vesuvius.data import read_tiff
 from tasks.vesuvius.inference import sliding_window_probs
 from tasks.vesuvius.synth import write_tiff
 
 
-def load_model(path: Path, device: torch.device):
-    """(model in eval mode on device, resolved config) from an engine checkpoint."""
-    from tasks.vesuvius.task import VesuviusTask
-
-    state = load_checkpoint(path)
-    if state.get("task") != "vesuvius" or "model" not in state or "config" not in state:
-        raise UserError(f"{path} is not a vesuvius checkpoint (task {state.get('task')!r}); pass checkpoints/best.pt of a vesuvius run")
-    task = VesuviusTask()
-    cfg = from_dict(task, state["config"], str(path))
-    model = task.build_model(cfg)
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), cfg
+def load_model(path: Path, device: str | torch.device = "auto"):
+    """(model in eval mode on device, resolved config) of a vesuvius checkpoint, loaded
+    safely (core.inference.load_for_inference: nothing in the file runs)."""
+    _, cfg, model, _ = load_for_inference(path, device, expected_task="vesuvius")
+    return model, cfg
 
 
 def predict_volume(model, cfg, volume: np.ndarray, overlap: float, tta: bool, threshold: float, patch: int | None = None) -> np.ndarray:
@@ -82,10 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.overlap is not None and not 0 <= args.overlap < 1:
         raise UserError(f"--overlap must be in [0, 1), got {args.overlap}")
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda but no CUDA device is available; use --device cpu")
-    model, cfg = load_model(args.checkpoint, device)
+    model, cfg = load_model(args.checkpoint, args.device)
     divisor = 2 ** (cfg.model.depth - 1)
     if args.patch_size is not None and (args.patch_size < divisor or args.patch_size % divisor):
         raise UserError(f"--patch-size must be a positive multiple of {divisor} for this model, got {args.patch_size}")

@@ -4,9 +4,6 @@ Data source convention: ``data.root`` names the Kaggle-layout folder; an empty `
 means synthetic scrolls, generated on first use from ``data.synthetic`` (volumes, size,
 seed, scrolls) into ``core.paths.cache_dir("vesuvius", "synthetic", ...)`` and reused. The
 synthetic scroll ids are 90001, 90002, ... (so ``data.val_scrolls`` can hold one out).
-
-The engine builds the model and datasets from the resolved config before it calls
-``to_device``/``loss``/``evaluate``; the task keeps that config (``self.cfg``) for them.
 """
 from __future__ import annotations
 
@@ -145,19 +142,16 @@ class VesuviusTask(Task):
     description = "3D scroll-surface segmentation (Vesuvius Challenge): on-device features, 3D U-Net"
     Config = Config
     monitor = ("surface_dice", "max")
-
-    def __init__(self) -> None:
-        self.cfg: Config = Config()
+    inference_module = "tasks.vesuvius.predict"
+    smoke_config = "configs/vesuvius/smoke.toml"
 
     # ---------------------------------------------------------------- builders
 
     def build_model(self, cfg: Config) -> torch.nn.Module:
-        self.cfg = cfg
         m = cfg.model
         return UNet3D(len(cfg.features.channels), 2, m.width, m.depth, m.max_width, m.norm, m.residual)
 
     def build_datasets(self, cfg: Config) -> tuple[Any, Any]:
-        self.cfg = cfg
         d = cfg.data
         root = resolve_root(d)
         volumes = vdata.check_dataset(root, d.on_bad_volume, d.max_surface_points)
@@ -169,7 +163,8 @@ class VesuviusTask(Task):
     def val_batch_size(self, cfg: Config, train_batch_size: int) -> int:
         return 1  # validation items are whole volumes of varying shape
 
-    def example_batch(self, cfg: Config, batch_size: int) -> dict[str, torch.Tensor]:
+    def example_batch(self, cfg: Config, batch_size: int, extent: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Training patches are all the configured size (plus the features' context margin)."""
         p = cfg.data.patch_size
         full = p + 2 * context_margin(cfg.features.channels)
         g = torch.Generator().manual_seed(0)
@@ -180,7 +175,19 @@ class VesuviusTask(Task):
 
     # ---------------------------------------------------------------- device side
 
-    def to_device(self, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    def checkpoint_meta(self, cfg: Config) -> dict[str, Any]:
+        return {"channels": list(cfg.features.channels), "patch_size": cfg.data.patch_size}
+
+    def inference_example(self, cfg: Config, folder: Path) -> list[str]:
+        """The first validation volume as a TIFF, for ``predict``."""
+        _, val = self.build_datasets(cfg)
+        image = val[0]["image"][0].numpy()  # (D, H, W) uint8
+        from tasks.vesuvius.synth import write_tiff
+
+        write_tiff(folder / "volume.tif", image)
+        return ["--input", str(folder / "volume.tif"), "--output", str(folder / "mask.tif"), "--device", "cpu"]
+
+    def to_device(self, cfg: Config, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
         """Training batch -> {"input": (B, C, P, P, P) float features, "label": (B, P, P, P) long}.
 
         Augmentation (torch's global RNG, so a resumed run continues the stream) on the raw
@@ -188,52 +195,33 @@ class VesuviusTask(Task):
         """
         image = batch["image"].to(device, non_blocking=True)  # (B, 1, P+2m, ...) uint8
         label = batch["label"].to(device, non_blocking=True).long()  # (B, P, P, P), 2 = ignore
-        image, label = self._augment_geometry(image, label)
+        image, label = augment_geometry(cfg.augment, image, label)
         x = image.float() / 255.0
-        a = self.cfg.augment
+        a = cfg.augment
         if a.intensity_scale or a.intensity_shift:
             n = x.shape[0]
             scale = 1 + (torch.rand(n, 1, 1, 1, 1, device=device) * 2 - 1) * a.intensity_scale
             shift = (torch.rand(n, 1, 1, 1, 1, device=device) * 2 - 1) * a.intensity_shift
             x = (x * scale + shift).clamp(0, 1)
-        channels = self.cfg.features.channels
+        channels = cfg.features.channels
         margin = context_margin(channels)
         feats = model_input(x, channels, margin)  # (B, C, P, P, P) float32
         return {"input": feats, "label": label}
 
-    def _augment_geometry(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        a = self.cfg.augment
-        if not (a.flips or a.quarter_turns):
-            return image, label
-        out_i, out_l = [], []
-        for img, lab in zip(image, label):  # per sample: (1, S, S, S) and (P, P, P)
-            if a.flips:
-                for axis in range(3):
-                    if torch.rand(()) < 0.5:
-                        img, lab = img.flip(axis + 1), lab.flip(axis)
-            if a.quarter_turns:
-                k = int(torch.randint(0, 4, ()))
-                plane = [(0, 1), (0, 2), (1, 2)][int(torch.randint(0, 3, ()))]
-                img = torch.rot90(img, k, (plane[0] + 1, plane[1] + 1))
-                lab = torch.rot90(lab, k, plane)
-            out_i.append(img)
-            out_l.append(lab)
-        return torch.stack(out_i), torch.stack(out_l)
-
-    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, cfg: Config, model: torch.nn.Module,
+             batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         logits = model(batch["input"])  # (B, 2, P, P, P), maybe half under autocast
-        return segmentation_loss(logits.float(), batch["label"], self.cfg.loss)
+        return segmentation_loss(logits.float(), batch["label"], cfg.loss)
 
     # ---------------------------------------------------------------- evaluation
 
-    def evaluate(self, model: torch.nn.Module, loader: Any) -> dict[str, float]:
+    def evaluate(self, cfg: Config, model: torch.nn.Module, loader: Any) -> dict[str, float]:
         """Sliding window over each whole validation volume; metrics averaged over volumes.
 
         Returns surface_dice (tolerance eval.tolerance), voi_score, score (their mean) and
         loss: the cross-entropy of the blended probabilities on labelled voxels (the training
         loss needs logits, which blending does not keep).
         """
-        cfg = self.cfg
         sd, voi, losses = [], [], []
         was_training = model.training
         model.eval()
@@ -251,7 +239,28 @@ class VesuviusTask(Task):
                 p_true = np.where(label == 1, prob, 1 - prob)[valid]
                 losses.append(float(-np.log(np.clip(p_true, 1e-6, 1)).mean()) if p_true.size else 0.0)
         model.train(was_training)
-        if not sd:
-            return {"surface_dice": 0.0, "voi_score": 0.0, "score": 0.0, "loss": 0.0}
+        if not sd:  # the engine refuses an empty validation set; never report zeros as scores
+            nan = float("nan")
+            return {"surface_dice": nan, "voi_score": nan, "score": nan, "loss": nan}
         s, v = float(np.mean(sd)), float(np.mean(voi))
         return {"surface_dice": s, "voi_score": v, "score": (s + v) / 2, "loss": float(np.mean(losses))}
+
+
+def augment_geometry(a: AugmentConfig, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random flips and quarter turns per sample (torch's global RNG): image (B, 1, S, S, S), label (B, P, P, P)."""
+    if not (a.flips or a.quarter_turns):
+        return image, label
+    out_i, out_l = [], []
+    for img, lab in zip(image, label):  # per sample: (1, S, S, S) and (P, P, P)
+        if a.flips:
+            for axis in range(3):
+                if torch.rand(()) < 0.5:
+                    img, lab = img.flip(axis + 1), lab.flip(axis)
+        if a.quarter_turns:
+            k = int(torch.randint(0, 4, ()))
+            plane = [(0, 1), (0, 2), (1, 2)][int(torch.randint(0, 3, ()))]
+            img = torch.rot90(img, k, (plane[0] + 1, plane[1] + 1))
+            lab = torch.rot90(lab, k, plane)
+        out_i.append(img)
+        out_l.append(lab)
+    return torch.stack(out_i), torch.stack(out_l)
