@@ -36,6 +36,8 @@ from typing import Any, Iterator
 import numpy as np
 import orjson
 
+from core import atomic
+from core.atomic import atomic_write
 from core.errors import DataError, exit_on_user_error
 from core.paths import cache_dir
 from tasks.arc_guide.dsl import MAX_SIDE, N_COLOURS, PRIMITIVE_INDEX, PRIMITIVES
@@ -607,18 +609,14 @@ def _write_cache(root: Path, key: str, arrays: dict[str, np.ndarray], meta: dict
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         for name in ARRAY_NAMES:
-            with open(tmp / f"{name}.npy", "wb") as f:
+            with atomic_write(tmp / f"{name}.npy", "wb") as f:
                 np.save(f, np.ascontiguousarray(arrays[name]))
-                f.flush()
-                os.fsync(f.fileno())
-        (tmp / "meta.json").write_text(json.dumps(meta))
+        atomic.write_json(tmp / "meta.json", meta, indent=None)
         try:
             os.rename(tmp, final)
         except OSError:  # another process finished first: its copy is identical
             shutil.rmtree(tmp, ignore_errors=True)
-    index_tmp = root / f".index-{os.getpid()}.json"
-    index_tmp.write_text(json.dumps({stat_tag: key}))
-    os.replace(index_tmp, root / "index.json")
+    atomic.write_json(root / "index.json", {stat_tag: key}, indent=None)
     for old in root.iterdir():
         if old.is_dir() and old.name != key and not old.name.startswith(".tmp-"):
             shutil.rmtree(old, ignore_errors=True)

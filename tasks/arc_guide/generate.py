@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 import orjson
 
 from core.argtypes import positive_int
+from core.atomic import atomic_write
 from core.errors import UserError, exit_on_user_error
 from tasks.arc_guide.dsl import (
     DIHEDRAL, IDEMPOTENT, MAX_SIDE, PRIMITIVES, NotApplicable, apply_primitive, run_program,
@@ -290,11 +290,9 @@ def write_dataset(
     out: str | Path, samples: int, seed: int, pairs: int = 3, max_length: int = 4,
     fmt: str = "json", workers: int = 1,
 ) -> Path:
-    """Write a dataset file atomically (temp file in the same folder, then rename)."""
+    """Write a dataset file atomically (core.atomic: readers never see half a file)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as f:
+    with atomic_write(out, "wb") as f:
         first = True
         if fmt == "json":
             f.write(b"[\n")
@@ -306,9 +304,6 @@ def write_dataset(
             first = False
         if fmt == "json":
             f.write(b"\n]\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, out)
     return out
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,8 @@ import numpy as np
 import tifffile
 import torch
 
+from core import atomic
+from core.atomic import atomic_write
 from core.errors import DataError
 from core.paths import cache_dir
 
@@ -43,18 +44,8 @@ def _cache_key(path: Path) -> str:
 
 
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as f:
+    with atomic_write(path, "wb") as f:
         np.save(f, array)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
 
 
 def read_tiff(path: Path) -> np.ndarray:
@@ -96,7 +87,7 @@ def decode(path: Path, is_label: bool, max_surface_points: int = 32768, cache: P
         meta["max_surface_points"] = max_surface_points
         meta["surface"] = f"{stem}-surface.npy"
         _atomic_save_npy(cache / meta["surface"], surface_coordinates(volume, max_surface_points, seed=_seed_of(stem)))
-    _atomic_write_json(meta_path, meta)
+    atomic.write_json(meta_path, meta, indent=None)
     return _decoded_from_meta(cache, meta)
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import tifffile
 from scipy import ndimage
 
+from core.atomic import atomic_write
 from core.errors import UserError, exit_on_user_error
 
 BORDER = 3  # outer voxels of every face labelled 2
@@ -129,9 +130,8 @@ def make_volume(size: int, scroll: ScrollParams, seed: int) -> tuple[np.ndarray,
 
 def write_tiff(path: Path, volume: np.ndarray) -> None:
     """Write a uint8 3D volume as an LZW-compressed multi-page TIFF, atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    tifffile.imwrite(tmp, volume, compression="lzw")
-    tmp.replace(path)
+    with atomic_write(path, "wb") as f:
+        tifffile.imwrite(f, volume, compression="lzw")
 
 
 def generate(out: Path, volumes: int, size: int, seed: int, scrolls: int = 3, progress: bool = True) -> Path:
