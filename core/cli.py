@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from core import registry
+from core import process_env, registry
 from core.errors import EXIT_USER_ERROR, UserError
 
 USAGE = "train <task> [--config FILE] [--set key.path=value]... [--run-dir DIR] [--resume] [--device auto|cpu|cuda]"
@@ -68,15 +68,7 @@ def resolve_config(task, args: argparse.Namespace):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # How long idle OpenMP threads spin before they sleep. libgomp's default (300,000 spins,
-    # about 3 ms) burns the cores DataLoader workers or other processes need: on a busy
-    # 2-core machine that made CPU training 5x slower. Never spinning (OMP_WAIT_POLICY=
-    # PASSIVE) is safe but pays a wake-up between the many small ops of a step: the ARC guide
-    # trained 20-25% slower on an idle machine. 1,000 spins (about 10 us) kept the idle speed
-    # and lost ~7% to PASSIVE with a busy core beside it. Must be set before torch loads
-    # OpenMP; a setting of the user's own (either variable) wins.
-    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-        os.environ["GOMP_SPINCOUNT"] = "1000"
+    process_env.apply_defaults()  # before torch loads OpenMP and oneDNN (core/process_env.py)
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_general_help())
@@ -99,12 +91,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingStopped as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    finally:
+        _close_process_group()
     if summary["stopped_by"] != "completed" or int(os.environ.get("RANK", 0)) != 0:
         return 0  # fit printed how to resume; one "done" line per run, from rank 0
     best = summary["best_metric"]
     print(f"done: {summary['steps']} steps in {summary['wall_s']:.1f}s; best {best['name']} = {best['value']} "
           f"at step {best['step']}; run directory {run_dir}")
     return 0
+
+
+def _close_process_group() -> None:
+    """Shut a multi-process run's process group down before the interpreter exits: gloo's
+    threads still running at exit abort the process ("terminate called without an active
+    exception", exit -6) now and then, failing a run that had finished."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import Sampler
 
@@ -51,3 +52,28 @@ class ResumableBatchSampler(Sampler[list[int]]):
             first = self.start_sample + b * global_batch
             block = self.order[first:first + global_batch]
             yield block[self.rank * self.batch_size:(self.rank + 1) * self.batch_size].tolist()
+
+
+def heaviest_batch(weights: np.ndarray, batch_size: int, seed: int, epochs: int, max_batches: int = 0) -> np.ndarray:
+    """Indices of the batch with the largest summed ``weights`` among the batches a
+    single-process run draws: epochs ``0..epochs-1`` in this module's order, the first
+    ``max_batches`` batches in all when that is not 0. The memory planner probes it: a
+    model whose memory follows each sample's size (ARC grids packed by their real cells)
+    peaks on the heaviest batch the run meets, not on an all-largest batch it never draws."""
+    weights = np.asarray(weights, dtype=np.float64)
+    n = len(weights)
+    per_epoch = n // batch_size
+    if per_epoch == 0:
+        return np.arange(n)
+    best, best_sum, left = np.arange(batch_size), -1.0, max_batches or per_epoch * epochs
+    for epoch in range(epochs):
+        take = min(per_epoch, left)
+        if take <= 0:
+            break
+        order = epoch_permutation(n, seed, epoch).numpy()[: take * batch_size].reshape(take, batch_size)
+        sums = weights[order].sum(axis=1)
+        top = int(sums.argmax())
+        if sums[top] > best_sum:
+            best, best_sum = order[top], float(sums[top])
+        left -= take
+    return best

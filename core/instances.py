@@ -1,18 +1,21 @@
-"""The cloud instance catalog (configs/instances.toml): memory budgets, workers, prices.
+"""The cloud instance catalog (core/instances.toml): memory budgets, workers, prices.
 
-``TWOTRACK_INSTANCES=/path/to/more.toml`` adds or overrides entries (same shape).
+The catalog is package data of ``core``: it ships in the wheel and is read with
+importlib.resources, so ``--instance`` works from an installed package as from a checkout
+(where configs/instances.toml is a link to it). ``TWOTRACK_INSTANCES=/path/to/more.toml``
+adds or overrides entries (same shape).
 """
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from importlib import resources
 
 from pydantic import Field
 
 from core.config import Section, read_toml, validate
 from core.errors import UserError
 
-CATALOG = Path(__file__).resolve().parents[1] / "configs" / "instances.toml"
+CATALOG = resources.files("core") / "instances.toml"  # package data (pyproject.toml: package-data)
 OS_RESERVE_GIB = 1.0  # kernel, page tables, sshd, monitoring agents on a fresh cloud image
 CUDA_CONTEXT_GIB = 0.6  # CUDA context + cuDNN/cuBLAS handles: outside max_memory_allocated
 
@@ -60,7 +63,10 @@ class Instance(Section):
 
 
 def catalog() -> dict[str, Instance]:
-    tree = read_toml(CATALOG) if CATALOG.is_file() else {}
+    tree = {}
+    if CATALOG.is_file():
+        with resources.as_file(CATALOG) as path:  # a real file unless installed in a zip
+            tree = read_toml(path)
     extra = os.environ.get("TWOTRACK_INSTANCES")
     if extra:
         tree.update(read_toml(extra))

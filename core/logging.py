@@ -27,21 +27,36 @@ def peak_memory_bytes(device: torch.device) -> int:
     return peak_rss_bytes()
 
 
+def memory_in_use_bytes(device: torch.device) -> int:
+    """Memory this process holds now: CUDA allocated bytes, or resident set size on CPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.memory_allocated(device))
+    return _proc_status_bytes("VmRSS") or 0
+
+
 def peak_rss_bytes() -> int:
     """This process's resident high-water mark (VmHWM).
 
     Not ``getrusage().ru_maxrss``: Linux carries that over from the parent across fork and
     exec, so a child started by a big process would report its parent's size.
     """
+    hwm = _proc_status_bytes("VmHWM")
+    if hwm is not None:
+        return hwm
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale)
+
+
+def _proc_status_bytes(key: str) -> int | None:
+    """A "kB" field of /proc/self/status in bytes (None where there is no /proc)."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale)
+    return None
 
 
 def _clean(value: Any) -> Any:

@@ -29,7 +29,8 @@ from core import config as config_io
 from core.checkpoint import CheckpointManager, StopRequest
 from core.data_order import ResumableBatchSampler
 from core.errors import UserError
-from core.logging import MetricsLog, MetricsWindow, ProgressBar, peak_memory_bytes, plot_curves, write_json
+from core.logging import (MetricsLog, MetricsWindow, ProgressBar, memory_in_use_bytes, peak_memory_bytes, plot_curves,
+                          write_json)
 from core.plan import Progress, StepPlan
 from core.precision import Precision
 from core.run_state import RunState, read_resume_state
@@ -82,6 +83,7 @@ def fit(task: Any, cfg: Any, run_dir: str | Path, resume: bool = False) -> dict[
         atomic.write_text(run_dir / "config.json", config_io.to_json(cfg) + "\n")
 
     # ---- model, optimizer, schedule; restored before the first step
+    memory_before_model = memory_in_use_bytes(device)  # what the planner's step memory comes on top of
     raw_model = task.build_model(cfg)
     if restored:
         raw_model.load_state_dict(restored["model"])
@@ -159,6 +161,7 @@ def fit(task: Any, cfg: Any, run_dir: str | Path, resume: bool = False) -> dict[
         "precision": precision.name, "device": str(device), "cpu_threads": threads,
         "best_metric": {"name": task.monitor[0], "value": progress.best_value, "step": progress.best_step},
         "final_metrics": final_metrics, "peak_mem_bytes": peak_memory_bytes(device),
+        "memory_before_model_bytes": memory_before_model,
     }
     if main:
         write_json(run_dir / "summary.json", summary)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -46,3 +47,6 @@ def test_text_and_json_round_trip(tmp_path):
     assert (tmp_path / "sub" / "a.txt").read_text(encoding="utf-8") == "héllo\n"
     atomic.write_json(tmp_path / "b.json", {"x": [1, 2.5, None]}, indent=None)
     assert (tmp_path / "b.json").read_text() == '{"x": [1, 2.5, null]}\n'
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600

@@ -49,3 +49,15 @@ def test_cuda_memory_model_predicts_max_allocated(toy_task):
     model = measure(toy_task, cfg, torch.device("cuda"), sizes=[256, 512, 1024])
     check = measure(toy_task, cfg, torch.device("cuda"), sizes=[4096]).probes[0]
     assert abs(model.predict_peak(4096) - check.peak_bytes) <= 0.10 * check.peak_bytes
+
+
+def test_fp16_gradient_overflows_are_the_scalers_business(tmp_path):
+    """A finite loss whose fp16 gradients overflow: the GradScaler skips and lowers its
+    scale; policy "raise" (which stops at the first non-finite step) does not fire."""
+    run = tmp_path / "run"
+    run_train("toy", "--run-dir", str(run), "--device", "cuda", "--set", 'trainer.precision="fp16"',
+              "--set", "trainer.max_steps=10", "--set", 'trainer.nonfinite_policy="raise"',
+              "--set", "fault.grad_overflow_at=[2, 3]", check=True)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["scaler_skipped_steps"] == 2 and summary["skipped_nonfinite"] == 0 and summary["steps"] == 10
+    assert load(CheckpointManager(run).last)["scaler"]["scale"] == 2.0**14

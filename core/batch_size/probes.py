@@ -21,6 +21,7 @@ import torch
 
 from core.batch_size.memory_model import (ADAMW_BYTES_PER_PARAM, MAX_PROBE_BATCH, MemoryModel, Probe, fit,
                                           parameter_count)
+from core import process_env
 from core.errors import UserError
 from core.logging import peak_rss_bytes
 
@@ -89,6 +90,7 @@ def probe_cpu(task: Any, cfg: Any, sizes: list[int] | None = None, threads: int 
             "threads": threads or torch.get_num_threads(), "max_growth": max_growth, "extent": extent or {}}
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    process_env.apply_defaults(env)  # the training process's OpenMP/oneDNN settings
     env[PROBE_ENV] = "1"  # tasks with side effects in their hooks (test fault injection) hold them here
     proc = subprocess.run([sys.executable, "-m", "core.batch_size"], input=json.dumps(spec), env=env,
                           capture_output=True, text=True, timeout=timeout)

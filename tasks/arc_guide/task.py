@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from core.config import RunConfig, Section, TrainerConfig
+from core.data_order import heaviest_batch
 from core.paths import cache_dir
 from core.task import Task, model_device
 from tasks.arc_guide import metrics
@@ -82,16 +83,20 @@ class ArcPairsDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def extent(self) -> dict[str, int]:
-        """Largest rows, cols and pair count over these records' first ``max_pairs`` pairs."""
+    def extent(self) -> dict[str, Any]:
+        """What the memory planner needs of these records, as plain lists (it travels to a
+        probe process as JSON): the largest rows, cols and pair count, and every record's
+        pair shapes (its first ``max_pairs`` pairs: rows and cols of input and output)."""
         d = self.data
         if len(self.indices) == 0:
-            return {"height": 1, "width": 1, "pairs": 1}
+            return {"height": 1, "width": 1, "pairs": 1, "pair_offset": [0], "pair_shapes": []}
         first = np.asarray(d.pair_offset)[self.indices]
         count = np.minimum(np.asarray(d.pair_offset)[self.indices + 1] - first, self.max_pairs)  # (R,)
         pair_ids = np.repeat(first - np.cumsum(count) + count, count) + np.arange(count.sum())  # used pairs
-        shapes = np.asarray(d.grid_shape)[np.concatenate([2 * pair_ids, 2 * pair_ids + 1])]  # (G, 2)
-        return {"height": int(shapes[:, 0].max()), "width": int(shapes[:, 1].max()), "pairs": int(count.max())}
+        shape = np.asarray(d.grid_shape)
+        shapes = np.concatenate([shape[2 * pair_ids], shape[2 * pair_ids + 1]], axis=1).astype(np.int64)  # (N, 4)
+        return {"height": int(shapes[:, [0, 2]].max()), "width": int(shapes[:, [1, 3]].max()), "pairs": int(count.max()),
+                "pair_offset": np.concatenate([[0], np.cumsum(count)]).tolist(), "pair_shapes": shapes.ravel().tolist()}
 
     def __getitem__(self, i: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray, int]:
         r = int(self.indices[i])
@@ -203,20 +208,35 @@ class ArcGuideTask(Task):
             "recall_at_k": metrics.recall_at_k(p, y, n),
         }
 
-    def batch_extent(self, cfg: ArcGuideConfig, train: ArcPairsDataset) -> dict[str, int]:
-        """The largest grid sides and pair count among the training records (their first
-        ``max_pairs`` pairs): a batch holding such a record is padded to them."""
+    def batch_extent(self, cfg: ArcGuideConfig, train: ArcPairsDataset) -> dict[str, Any]:
         return train.extent()
 
-    def example_batch(self, cfg: ArcGuideConfig, batch_size: int, extent: dict[str, int]) -> dict[str, torch.Tensor]:
-        """A worst-case batch of the data at hand: every record has ``extent``'s pair count
-        and grid sides (without an extent: max_pairs pairs of 30x30 grids)."""
+    def example_batch(self, cfg: ArcGuideConfig, batch_size: int, extent: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The heaviest batch of ``batch_size`` the run draws from the data at hand.
+
+        The model packs each grid's real cells (model.py), so memory follows the cells of a
+        batch, not its padded size: the batch is the one with the most cells among those
+        the run's data order yields (core.data_order.heaviest_batch over its epochs and
+        steps), built from those records' grid shapes with random colours. Without an
+        extent: ``max_pairs`` pairs of 30x30 grids per record (an upper bound)."""
         rng = np.random.default_rng(0)
-        k = min(extent.get("pairs", cfg.data.max_pairs), cfg.data.max_pairs)
-        h, w = extent.get("height", MAX_SIDE), extent.get("width", MAX_SIDE)
+        shapes = np.asarray(extent.get("pair_shapes", []), dtype=np.int64).reshape(-1, 4)
+        offset = np.asarray(extent.get("pair_offset", [0]), dtype=np.int64)
+        if len(offset) > 1:
+            cells = shapes[:, 0] * shapes[:, 1] + shapes[:, 2] * shapes[:, 3]  # (N,) per pair
+            weights = np.add.reduceat(cells, offset[:-1])  # (R,) cells per record
+            t = cfg.trainer
+            micro_batches = t.max_steps * t.grad_accum_steps if t.max_steps else 0
+            records = heaviest_batch(weights, batch_size, t.seed, t.max_epochs, micro_batches)
+            records = np.resize(records, batch_size)  # a dataset smaller than the batch repeats records
+            layouts = [shapes[offset[r]:offset[r + 1]] for r in records]
+        else:
+            k = cfg.data.max_pairs
+            layouts = [np.full((k, 4), MAX_SIDE)] * batch_size
         items = []
-        for _ in range(batch_size):
-            pairs = [tuple(rng.integers(0, 10, (h, w), dtype=np.uint8) for _ in range(2)) for _ in range(k)]
+        for layout in layouts:
+            pairs = [(rng.integers(0, 10, (hi, wi), dtype=np.uint8), rng.integers(0, 10, (ho, wo), dtype=np.uint8))
+                     for hi, wi, ho, wo in layout]
             labels = np.zeros(N_PRIMITIVES, dtype=np.uint8)
             labels[rng.integers(0, N_PRIMITIVES, 2)] = 1
             items.append((pairs, labels, 2))
