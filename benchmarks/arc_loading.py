@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 
 from benchmarks.results_io import REPO, add_out_argument, given_argv, provenance, report
+from core.atomic import atomic_write
 
 DEFAULT_QUALITY = 0.85  # configs/arc_guide/demo.toml's: a filter that drops records
 
@@ -185,14 +186,12 @@ def build_dataset(path: Path, records: int, pool_size: int = 2000, seed: int = 0
     if path.is_file():
         return path
     pool = [orjson.loads(b) for b in generate_bytes(pool_size, seed, pairs=2, max_length=4, workers=2)]
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("wb") as f:
+    with atomic_write(path, "wb") as f:
         f.write(b"[\n")
         for i in range(records):
             rec = dict(pool[i % pool_size], task_id=f"bench-{i:07d}")
             f.write((b",\n" if i else b"") + orjson.dumps(rec))
         f.write(b"\n]\n")
-    os.replace(tmp, path)
     return path
 
 

@@ -21,7 +21,6 @@ stderr; the summary table to stdout.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -31,6 +30,7 @@ from typing import Any, Optional, Protocol, Sequence, TextIO
 import numpy as np
 import torch
 
+from core import atomic
 from core.argtypes import positive_int
 from core.errors import exit_on_user_error
 from core.inference import load_for_inference
@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"summary": summary, "tasks": rows}, indent=1) + "\n")
+        atomic.write_json(out, {"summary": summary, "tasks": rows}, indent=1)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ H, W and K are the largest in the batch, not 30/30/max_pairs.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from core import atomic
 from core.config import RunConfig, Section, TrainerConfig
 from core.data_order import heaviest_batch
 from core.paths import cache_dir
@@ -257,7 +257,7 @@ class ArcGuideTask(Task):
             as_json = [{"input": a.tolist(), "output": b.tolist()} for a, b in pairs]
             tasks[f"example-{i}"] = {"train": as_json[:-1] or as_json, "test": as_json[-1:]}
         path = folder / "tasks.json"
-        path.write_text(json.dumps(tasks))
+        atomic.write_json(path, tasks, indent=None)
         return ["--tasks", str(path), "--budget", "200", "--json", str(folder / "report.json")]
 
 

@@ -154,12 +154,10 @@ def generate(out: Path, volumes: int, size: int, seed: int, scrolls: int = 3, pr
         rows.append((vid, scroll_ids[i % scrolls]))
         if progress:
             print(f"synth [{i + 1}/{volumes}] {vid}.tif {size}^3 scroll {rows[-1][1]} ({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
-    tmp = out / "train.csv.tmp"
-    with tmp.open("w", newline="") as f:
-        writer = csv.writer(f)
+    with atomic_write(out / "train.csv", "w") as f:
+        writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["id", "scroll_id"])
         writer.writerows(rows)
-    tmp.replace(out / "train.csv")
     return out
 
 
