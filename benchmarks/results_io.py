@@ -10,7 +10,9 @@ commit and the machine, then the table. ``provenance`` holds:
   overrides included), paths rewritten relative to the repo (:func:`relative`);
 - ``arguments``: every option's value after defaults, paths rewritten the same way;
 - ``commit``: ``git rev-parse --short HEAD``, plus ``-dirty`` when ``git status`` lists
-  changes (untracked files included); ``unknown`` outside a git checkout of this repo;
+  changes (untracked files included) outside ``benchmarks/results/`` (records written
+  earlier in the same batch of runs do not change the code that ran); ``unknown`` outside
+  a git checkout of this repo;
 - ``machine``: platform, Python and torch versions, physical cores
   (``core.runtime.physical_cores``), logical CPUs, total RAM, CPU model, CUDA device or None;
 - ``date``: UTC, ISO 8601, when the run started; ``load_1min``: the load average then (the
@@ -124,7 +126,8 @@ def commit() -> str:
         if _absolute(git("rev-parse", "--show-toplevel")) != REPO:  # an installed copy inside another repo
             return "unknown"
         head = git("rev-parse", "--short", "HEAD")
-        return head + ("-dirty" if git("status", "--porcelain") else "")
+        changed = git("status", "--porcelain", "--", ".", ":(exclude)benchmarks/results")
+        return head + ("-dirty" if changed else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
