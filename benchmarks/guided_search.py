@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     guide, cfg = load_checkpoint(checkpoint)
     if not cfg.data.path and args.synthetic_seed == cfg.data.default_seed:
         sys.exit(f"error: --synthetic-seed {args.synthetic_seed} is the seed of the guide's training data")
-    prior = FixedGuide(primitive_frequencies(cfg))
+    prior = FixedGuide(guide.shared.to_dsl(primitive_frequencies(cfg)))  # in the DSL's order
 
     tasks, lengths, drawn = held_out_tasks(args.synthetic_tasks, args.synthetic_seed, cfg.data.quality_threshold)
     guided, unguided, wall = run_both(tasks, guide, prior, args.synthetic_budget, args.max_length, False, "synthetic")

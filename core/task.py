@@ -34,7 +34,11 @@ Required hooks (the engine calls them in this order)
                                and of the epoch the engine sets, before each epoch, through the
                                dataset's optional ``set_epoch(epoch)`` method: bit-identical
                                resume and DDP sharding rely on it. ``val`` may be empty only
-                               when ``trainer.evaluate`` is false.
+                               when ``trainer.evaluate`` is false. It may resolve config values
+                               that come from the data (ARC: ``data.primitives``, the
+                               vocabulary) by assigning them in ``cfg``: the engine writes
+                               config.json and builds the model after it, so the resolved
+                               value is recorded and a resumed run keeps it.
     build_model(cfg)           -> nn.Module (weights only; see the rules)
     to_device(cfg, batch, device) -> the device batch; device-side work (features,
                                augmentation: draw from torch's global RNG, which checkpoints

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import tasks.arc_guide.dataset as ds
+from tasks.arc_guide import json_stream
 from core.errors import DataError
 from tasks.arc_guide.dsl import PRIMITIVES
 from tasks.arc_guide.generate import make_record
@@ -32,7 +33,7 @@ def write(path: Path, recs: list, fmt: str = "json") -> Path:
 
 @pytest.mark.parametrize("fmt", ["json", "jsonl"])
 def test_generated_records_round_trip_and_the_cache_is_memory_mapped(tmp_path, records, fmt, monkeypatch):
-    monkeypatch.setattr(ds, "BLOCK_BYTES", 1000)  # records straddle many read blocks
+    monkeypatch.setattr(json_stream, "BLOCK_BYTES", 1000)  # records straddle many read blocks
     path = write(tmp_path / f"d.{fmt}", records, fmt)
     cold = ds.load_dataset(path, verbose=False)
     assert cold.stats["cache"] == "written" and len(cold) == len(records)
@@ -63,12 +64,12 @@ record = st.builds(
 @given(st.lists(record, min_size=1, max_size=5), st.sampled_from(["json", "jsonl"]), st.sampled_from([3, 17, 4096]))
 def test_any_valid_records_round_trip_exactly(tmp_path_factory, recs, fmt, block):
     path = write(tmp_path_factory.mktemp("rt") / f"d.{fmt}", recs, fmt)
-    old = ds.BLOCK_BYTES
-    ds.BLOCK_BYTES = block
+    old = json_stream.BLOCK_BYTES
+    json_stream.BLOCK_BYTES = block
     try:
         data = ds.load_dataset(path, verbose=False)
     finally:
-        ds.BLOCK_BYTES = old
+        json_stream.BLOCK_BYTES = old
     assert [data.record(i) for i in range(len(recs))] == recs
 
 
@@ -95,8 +96,8 @@ def _bad(kind: str, rec: dict) -> dict | bytes:
         rec["pairs"][1]["input"] = [[1] * 31]
     elif kind == "empty_grid":
         rec["pairs"][1]["output"] = []
-    elif kind == "unknown_primitive":
-        rec["primitives"] = ["rot90", "spin_twice"]
+    elif kind == "primitive_not_a_name":
+        rec["primitives"] = ["rot90", 7]
     elif kind == "quality_high":
         rec["quality"] = 1.5
     elif kind == "quality_negative":
@@ -115,7 +116,7 @@ BAD_KINDS = {
     "missing_quality": "'quality'", "missing_task_id": "'task_id'", "ragged": "ragged",
     "colour_10": "colour 10", "colour_negative": "-1", "colour_float": "1.5", "colour_bool": "True",
     "too_many_rows": "31 rows", "too_wide": "31 columns", "empty_grid": "non-empty",
-    "unknown_primitive": "spin_twice", "quality_high": "'quality'", "quality_negative": "'quality'",
+    "primitive_not_a_name": "7 is not a primitive name", "quality_high": "'quality'", "quality_negative": "'quality'",
     "quality_text": "'quality'", "not_an_object": "JSON object", "input_not_pair0": "pairs[0]",
 }
 
@@ -216,3 +217,35 @@ def test_cache_follows_the_content(tmp_path, records):
     data = ds.load_dataset(path, verbose=False)
     assert len(data) == 7 and data.stats["cache"] == "written"
     assert len([p for p in (tmp_path / "d.json.arc-cache").iterdir() if p.is_dir()]) == 1  # old version removed
+
+
+names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=8)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(names, min_size=1, max_size=3), min_size=1, max_size=6), st.randoms(use_true_random=False),
+       st.sampled_from(["json", "jsonl"]))
+def test_any_names_become_the_vocabulary_and_labels_follow_its_order(tmp_path_factory, programs, random, fmt):
+    base = make_record(3, 0)
+    recs = [{**base, "task_id": f"t{k}", "primitives": program} for k, program in enumerate(programs)]
+    path = write(tmp_path_factory.mktemp("vocab") / f"d.{fmt}", recs, fmt)
+    found = sorted({n for program in programs for n in program})
+    data = ds.load_dataset(path, verbose=False)
+    assert data.vocabulary == found  # the file's own names, sorted
+    chosen = found + ["never_used"]
+    random.shuffle(chosen)  # a configured order: labels follow it
+    ordered = ds.load_dataset(path, verbose=False, vocabulary=chosen)
+    for r, program in enumerate(programs):
+        assert ordered.program(r) == program
+        assert {chosen[k] for k in ordered.labels(r)} == set(program)
+    # a vocabulary without one of the names: its records are bad (skip drops exactly them)
+    dropped = found[0]
+    kept = [k for k, program in enumerate(programs) if dropped not in program]
+    if not kept:
+        with pytest.raises(DataError):
+            ds.load_dataset(path, verbose=False, vocabulary=found[1:], on_bad_record="skip")
+        return
+    partial = ds.load_dataset(path, verbose=False, vocabulary=found[1:], on_bad_record="skip")
+    assert partial.index.tolist() == kept and partial.stats["rejected"] == len(programs) - len(kept)
+    with pytest.raises(DataError, match=f"first record {min(set(range(len(programs))) - set(kept))} "):
+        ds.load_dataset(path, verbose=False, vocabulary=found[1:])

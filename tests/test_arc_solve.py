@@ -177,3 +177,18 @@ def test_cli_rejects_a_checkpoint_of_another_task(tmp_path):
     torch.save({"format": FORMAT, "model": {}, "config": {}, "task": "vesuvius"}, tmp_path / "other.pt")
     with pytest.raises(UserError, match="checkpoint of task 'vesuvius', not 'arc-guide'"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def test_a_guide_with_another_vocabulary_orders_the_names_it_shares():
+    from core.errors import UserError
+    from tasks.arc_guide.solve import SharedNames
+
+    shared = SharedNames(["flip_h", "spin_twice", "rot90"], "guide.pt")  # one name the DSL lacks
+    assert shared.ignored == 1 and shared.unknown_to_guide == len(PRIMITIVES) - 2
+    p = shared.to_dsl(np.array([0.9, 0.5, 0.1]))
+    assert p.shape == (len(PRIMITIVES),)
+    assert p[NAMES.index("flip_h")] == 0.9 and p[NAMES.index("rot90")] == 0.1
+    assert p[NAMES.index("rot180")] == pytest.approx(0.5)  # unknown to the guide: the mean of the shared ones
+    assert "1 ignored" in shared.describe()
+    with pytest.raises(UserError, match="share no name"):
+        SharedNames(["spin_twice", "wobble"], "guide.pt")

@@ -12,6 +12,12 @@ checkpoint's training records whose program uses each primitive (the usual prior
 baseline), computed from the dataset the checkpoint's config names (the train split of
 it, after its quality filter and cap), so both modes share one search.
 
+The search runs over the project DSL (tasks.arc_guide.dsl). A guide trained on another
+vocabulary orders it by the names both share (the others are ignored, with a note on
+stderr; DSL primitives the guide does not know get the mean of its shared probabilities);
+a guide that shares no name is refused (exit 2). Other solvers use
+``python -m tasks.arc_guide.predict`` or tasks.arc_guide.guide.Guide instead.
+
 A found program (plus its fitted colour map) is applied to each test input; a task is
 solved when every test output is known and reproduced. The ``--json`` report is
 ``{"summary": {...}, "tasks": [{"task_id", "solved", "program", "programs_evaluated",
@@ -32,17 +38,19 @@ import torch
 
 from core import atomic
 from core.argtypes import positive_int
-from core.errors import exit_on_user_error
-from core.inference import load_for_inference
+from core.errors import UserError, exit_on_user_error
 from tasks.arc_guide.arc_tasks import ArcTask, load_tasks
+from tasks.arc_guide.dataset import load_dataset
 from tasks.arc_guide.dsl import PRIMITIVES, NotApplicable
+from tasks.arc_guide.guide import Guide
 from tasks.arc_guide.search import apply_solution, search
-from tasks.arc_guide.task import ArcGuideConfig, ArcGuideTask, collate_records, resolve_dataset_path
+from tasks.arc_guide.task import ArcGuideConfig, resolve_dataset_path, vocabulary
 
 N_PRIMITIVES = len(PRIMITIVES)
+DSL_INDEX = {name: k for k, name in enumerate(PRIMITIVES)}
 
 
-class Guide(Protocol):
+class SearchGuide(Protocol):
     """Anything that gives one probability per primitive (PRIMITIVES order) for a task."""
 
     def probabilities(self, train: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray: ...
@@ -58,53 +66,77 @@ class FixedGuide:
         return self._p
 
 
+class SharedNames:
+    """How a guide's vocabulary meets the project DSL this solver searches.
+
+    Names the DSL implements take the guide's values; the guide's other names are ignored;
+    DSL primitives the guide does not know get the mean of the known ones for that task
+    (neither promoted nor ruled out). UserError when no name is shared."""
+
+    def __init__(self, vocabulary: Sequence[str], source: str):
+        self.vocabulary = list(vocabulary)
+        shared = [k for k, name in enumerate(self.vocabulary) if name in PRIMITIVES]
+        if not shared:
+            raise UserError(f"{source}: the guide's {len(self.vocabulary)} primitives "
+                            f"({', '.join(self.vocabulary[:8])}{', ...' if len(self.vocabulary) > 8 else ''}) "
+                            f"share no name with this solver's DSL ({', '.join(PRIMITIVES)}); it cannot order "
+                            "this search (use its predictions in your own solver: python -m tasks.arc_guide.predict)")
+        self.columns = np.asarray(shared, dtype=np.int64)  # positions in the guide's vocabulary
+        self.targets = np.asarray([DSL_INDEX[self.vocabulary[k]] for k in shared], dtype=np.int64)
+        self.ignored = len(self.vocabulary) - len(shared)
+        self.unknown_to_guide = N_PRIMITIVES - len(shared)
+
+    def to_dsl(self, values: np.ndarray) -> np.ndarray:
+        """(len(vocabulary),) values -> (N_PRIMITIVES,) in PRIMITIVES order."""
+        known = np.asarray(values, dtype=np.float64)[self.columns]
+        out = np.full(N_PRIMITIVES, float(known.mean()))
+        out[self.targets] = known
+        return out
+
+    def describe(self) -> str:
+        if not self.ignored and not self.unknown_to_guide:
+            return ""
+        return (f"guide: {len(self.columns)} of its {len(self.vocabulary)} primitives are in this solver's DSL; "
+                f"{self.ignored} ignored, {self.unknown_to_guide} DSL primitives it does not know get its mean")
+
+
 class NeuralGuide:
-    """A trained GuideNet: the first ``max_pairs`` train pairs -> sigmoid of its logits."""
+    """A trained guide (any vocabulary) in the DSL's order: the first ``max_pairs`` train
+    pairs -> its probabilities, mapped through :class:`SharedNames`."""
 
-    def __init__(self, model: torch.nn.Module, max_pairs: int):
-        self.model = model.eval()
-        self.max_pairs = max_pairs
+    def __init__(self, guide: Guide, shared: SharedNames):
+        self.guide = guide
+        self.shared = shared
 
-    @torch.no_grad()
     def probabilities(self, train: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        pairs = [(np.asarray(i, dtype=np.uint8), np.asarray(o, dtype=np.uint8)) for i, o in train[: self.max_pairs]]
-        batch = collate_records([(pairs, np.zeros(N_PRIMITIVES, dtype=np.uint8), 0)])  # labels unused here
-        logits = self.model(batch["grids"], batch["shapes"], batch["pair_mask"]).float()
-        return torch.sigmoid(logits)[0].numpy().astype(np.float64)
+        return self.shared.to_dsl(self.guide.probabilities_batch([list(train)])[0])
 
 
 # --------------------------------------------------------------------------- checkpoint
 
 
 def load_checkpoint(path: str | Path) -> tuple[NeuralGuide, ArcGuideConfig]:
-    """The guide and resolved config of an arc-guide checkpoint, loaded safely
-    (core.inference.load_for_inference: nothing in the file runs; UserError if it is not one)."""
-    _, cfg, model, _ = load_for_inference(path, "cpu", expected_task=ArcGuideTask.name)
-    return NeuralGuide(model, cfg.data.max_pairs), cfg
+    """The guide (in this DSL's order) and resolved config of an arc-guide checkpoint,
+    loaded safely (tasks.arc_guide.guide.Guide.load: nothing in the file runs; UserError if
+    it is not one, or if its vocabulary shares no name with the DSL)."""
+    guide = Guide.load(path, "cpu")
+    return NeuralGuide(guide, SharedNames(guide.vocabulary, str(path))), guide.config
 
 
 def primitive_frequencies(cfg: ArcGuideConfig) -> np.ndarray:
-    """(P,) share of the training records (the train split of the config's dataset, after its
-    quality filter and cap) whose program uses each primitive."""
-    from tasks.arc_guide.dataset import load_dataset
-
+    """(len(vocabulary(cfg)),) share of the training records (the train split of the
+    config's dataset, after its quality filter and cap) whose program uses each primitive."""
     d = cfg.data
     data = load_dataset(resolve_dataset_path(cfg), d.quality_threshold, d.max_samples or None, d.seed,
-                        d.on_bad_record, verbose=False)
+                        d.on_bad_record, verbose=False, vocabulary=vocabulary(cfg))
     train_idx, _ = data.split(d.val_fraction)
-    lengths = np.diff(np.asarray(data.program_offset))
-    record_of_step = np.repeat(np.arange(len(lengths)), lengths)
-    keep = np.isin(record_of_step, train_idx)
-    # a primitive used twice in one program counts once for that record
-    uses = np.unique(record_of_step[keep] * N_PRIMITIVES + np.asarray(data.program_ids)[keep].astype(np.int64))
-    counts = np.bincount(uses % N_PRIMITIVES, minlength=N_PRIMITIVES)
-    return counts / max(1, len(train_idx))
+    return data.label_counts(train_idx) / max(1, len(train_idx))
 
 
 # --------------------------------------------------------------------------- solving
 
 
-def solve_task(task: ArcTask, guide: Guide, budget: int, max_length: int, colour_map: bool = True) -> dict[str, Any]:
+def solve_task(task: ArcTask, guide: SearchGuide, budget: int, max_length: int, colour_map: bool = True) -> dict[str, Any]:
     """Search one task and check the found program on its test pairs: one report row."""
     start = time.perf_counter()
     result = search(task.train, guide.probabilities(task.train), budget, max_length, colour_map)
@@ -150,7 +182,7 @@ def summarise(rows: Sequence[dict[str, Any]], **settings: Any) -> dict[str, Any]
 
 
 def solve_tasks(
-    tasks: Sequence[ArcTask], guide: Guide, budget: int, max_length: int, colour_map: bool = True,
+    tasks: Sequence[ArcTask], guide: SearchGuide, budget: int, max_length: int, colour_map: bool = True,
     progress: Optional[TextIO] = sys.stderr, label: str = "solve",
 ) -> list[dict[str, Any]]:
     """Report rows of all tasks, with a progress line about every 5% of them on ``progress``."""
@@ -182,12 +214,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     tasks = load_tasks(args.tasks)  # first: a bad task file fails before the model loads
     guide, cfg = load_checkpoint(args.checkpoint)
+    if guide.shared.describe():
+        print(guide.shared.describe(), file=sys.stderr)
     mode = "unguided" if args.no_guide else "guided"
     # one small forward per task: more threads only add synchronisation (measured 0.48 s a task
     # with 2 threads vs 0.04 s with 1 on a busy 2-core machine)
     torch.set_num_threads(1)
     if args.no_guide:
-        guide = FixedGuide(primitive_frequencies(cfg))
+        guide = FixedGuide(guide.shared.to_dsl(primitive_frequencies(cfg)))
     rows = solve_tasks(tasks, guide, args.budget, args.max_length, not args.no_colour_map,
                        None if args.quiet else sys.stderr, label=mode)
     summary = summarise(rows, mode=mode, budget=args.budget, max_length=args.max_length,

@@ -4,7 +4,7 @@ Batches are dicts of CPU tensors (see :func:`collate_records`):
     grids      (B, K, 2, H, W) uint8   pair k's input [.., 0] and output [.., 1], zero-padded
     shapes     (B, K, 2, 2)    uint8   rows, cols of each grid (0 for missing pairs)
     pair_mask  (B, K)          bool    True for real pairs
-    labels     (B, P)          float32 multi-hot primitives, P = len(PRIMITIVES)
+    labels     (B, P)          float32 multi-hot primitives, P = len(vocabulary(cfg))
     lengths    (B,)            int64   program length (recall@k uses k = length + 2)
 H, W and K are the largest in the batch, not 30/30/max_pairs.
 """
@@ -18,7 +18,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from core import atomic
 from core.config import RunConfig, Section, TrainerConfig
@@ -26,11 +26,12 @@ from core.data_order import heaviest_batch
 from core.paths import cache_dir
 from core.task import Task, model_device
 from tasks.arc_guide import metrics
-from tasks.arc_guide.dataset import ArcData, load_dataset
+from core.errors import DataError
+from tasks.arc_guide.dataset import file_vocabulary, load_dataset
 from tasks.arc_guide.dsl import MAX_SIDE, PRIMITIVES
 from tasks.arc_guide.model import GuideNet
+from tasks.arc_guide.packed import ArcData
 
-N_PRIMITIVES = len(PRIMITIVES)
 DEFAULT_DATASET_VERSION = 2  # bump when the generator's output changes
 
 
@@ -45,6 +46,21 @@ class DataConfig(Section):
     default_samples: int = Field(30000, ge=100, description="size of the built-in dataset")
     default_seed: int = 0
     default_max_length: int = Field(4, ge=1, le=8, description="longest program of the built-in dataset")
+    primitives: list[str] = Field(
+        default_factory=list,
+        description="the model's outputs, in order; a record naming another primitive is a bad record. "
+                    "[] = the dataset's own names, sorted (the built-in dataset: the project DSL's order); "
+                    "training records the resolved list here (config.json)")
+
+    @field_validator("primitives")
+    @classmethod
+    def _distinct_names(cls, names: list[str]) -> list[str]:
+        if any(not name for name in names):
+            raise ValueError("primitive names must be non-empty strings")
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"names listed more than once: {', '.join(repeated)}")
+        return names
 
 
 class ModelConfig(Section):
@@ -73,7 +89,8 @@ class ArcGuideConfig(RunConfig):
 
 class ArcPairsDataset(torch.utils.data.Dataset):
     """Records ``indices`` of packed ``data``; item i is a pure function of i:
-    (list of (input, output) uint8 grids, multi-hot labels (P,) uint8, program length)."""
+    (list of (input, output) uint8 grids, multi-hot labels (P,) uint8 over
+    ``data.vocabulary``, program length)."""
 
     def __init__(self, data: ArcData, indices: np.ndarray, max_pairs: int):
         self.data = data
@@ -101,8 +118,8 @@ class ArcPairsDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray, int]:
         r = int(self.indices[i])
         d = self.data
-        labels = np.zeros(N_PRIMITIVES, dtype=np.uint8)
-        program = d.program_ids[d.program_offset[r] : d.program_offset[r + 1]]
+        labels = np.zeros(len(d.vocabulary), dtype=np.uint8)
+        program = d.labels(r)  # (steps,) positions in the vocabulary; kept records have no -1
         labels[program] = 1
         return d.pairs(r)[: self.max_pairs], labels, len(program)
 
@@ -149,6 +166,22 @@ def resolve_dataset_path(cfg: ArcGuideConfig) -> Path:
     return Path(d.path).expanduser() if d.path else default_dataset(d.default_samples, d.default_seed, d.default_max_length)
 
 
+def vocabulary(cfg: ArcGuideConfig) -> list[str]:
+    """The model's outputs, in order: ``data.primitives`` when set; else the built-in
+    dataset's project DSL order, or a user dataset's own names, sorted (read from its pack
+    cache: the file is parsed once)."""
+    d = cfg.data
+    if d.primitives:
+        return list(d.primitives)
+    if not d.path:
+        return list(PRIMITIVES)
+    names = file_vocabulary(resolve_dataset_path(cfg))
+    if not names:
+        raise DataError(f"{d.path}: no record names a primitive, so there is nothing to learn; "
+                        "each record's 'primitives' lists the names its program uses")
+    return names
+
+
 # --------------------------------------------------------------------------- task
 
 
@@ -167,13 +200,16 @@ class ArcGuideTask(Task):
 
     def build_model(self, cfg: ArcGuideConfig) -> torch.nn.Module:
         m = cfg.model
-        return GuideNet(N_PRIMITIVES, m.channels, m.depth, m.hidden, m.regions, m.dropout)
+        return GuideNet(len(vocabulary(cfg)), m.channels, m.depth, m.hidden, m.regions, m.dropout)
 
     def build_datasets(self, cfg: ArcGuideConfig) -> tuple[ArcPairsDataset, ArcPairsDataset]:
+        """The train/val records; resolves ``data.primitives`` into ``cfg`` (the engine then
+        writes it to config.json, so a resumed or replayed run keeps the output order)."""
         d = cfg.data
-        data = load_dataset(
-            resolve_dataset_path(cfg), d.quality_threshold, d.max_samples or None, d.seed, d.on_bad_record
-        )
+        names = vocabulary(cfg)
+        data = load_dataset(resolve_dataset_path(cfg), d.quality_threshold, d.max_samples or None, d.seed,
+                            d.on_bad_record, vocabulary=names)
+        d.primitives = names
         train_idx, val_idx = data.split(d.val_fraction)
         return ArcPairsDataset(data, train_idx, d.max_pairs), ArcPairsDataset(data, val_idx, d.max_pairs)
 
@@ -220,6 +256,7 @@ class ArcGuideTask(Task):
         steps), built from those records' grid shapes with random colours. Without an
         extent: ``max_pairs`` pairs of 30x30 grids per record (an upper bound)."""
         rng = np.random.default_rng(0)
+        n_labels = len(vocabulary(cfg))
         shapes = np.asarray(extent.get("pair_shapes", []), dtype=np.int64).reshape(-1, 4)
         offset = np.asarray(extent.get("pair_offset", [0]), dtype=np.int64)
         if len(offset) > 1:
@@ -237,8 +274,8 @@ class ArcGuideTask(Task):
         for layout in layouts:
             pairs = [(rng.integers(0, 10, (hi, wi), dtype=np.uint8), rng.integers(0, 10, (ho, wo), dtype=np.uint8))
                      for hi, wi, ho, wo in layout]
-            labels = np.zeros(N_PRIMITIVES, dtype=np.uint8)
-            labels[rng.integers(0, N_PRIMITIVES, 2)] = 1
+            labels = np.zeros(n_labels, dtype=np.uint8)
+            labels[rng.integers(0, n_labels, 2)] = 1
             items.append((pairs, labels, 2))
         return collate_records(items)
 
@@ -246,7 +283,7 @@ class ArcGuideTask(Task):
         return int(batch["labels"].shape[0])
 
     def checkpoint_meta(self, cfg: ArcGuideConfig) -> dict[str, Any]:
-        return {"vocabulary": list(PRIMITIVES)}  # the order of the model's outputs
+        return {"vocabulary": vocabulary(cfg)}  # the order of the model's outputs
 
     def inference_example(self, cfg: ArcGuideConfig, folder: Path) -> list[str]:
         """Two ARC-format tasks made from the dataset's first validation records, for ``solve``."""
