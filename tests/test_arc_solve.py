@@ -161,9 +161,11 @@ def test_cli_end_to_end_with_a_checkpoint(tmp_path, capsys):
     _write_task(tmp_path / "known.json", _task())
     for extra in ((), ("--no-guide",)):
         out = tmp_path / f"report{len(extra)}.json"
-        main(["--checkpoint", str(tmp_path / "guide.pt"), "--tasks", str(tmp_path / "known.json"),
-              "--budget", "3000", "--max-length", "3", "--json", str(out), *extra])
+        main(["--checkpoint", str(tmp_path / "guide.pt"), "--tasks", str(tmp_path / "known.json"), "--workers", "1",
+              "--budget", "3000", "--max-length", "3", "--json", str(out), "--submission", str(tmp_path / "sub.json"),
+              *extra])
         report = json.loads(out.read_text())
+        assert_valid_submission(json.loads((tmp_path / "sub.json").read_text()), [_task()], ids=["known"])
         assert report["summary"]["solved"] == 1 and report["summary"]["mode"] == ("unguided" if extra else "guided")
         row = report["tasks"][0]
         assert row["task_id"] == "known" and row["solved"] is True and row["programs_evaluated"] >= 3
@@ -192,3 +194,78 @@ def test_a_guide_with_another_vocabulary_orders_the_names_it_shares():
     assert "1 ignored" in shared.describe()
     with pytest.raises(UserError, match="share no name"):
         SharedNames(["spin_twice", "wobble"], "guide.pt")
+
+
+def assert_valid_submission(sub: dict, tasks: list[ArcTask], ids: list[str] | None = None) -> None:
+    """The ARC Prize format: {task_id: [{"attempt_1": grid, "attempt_2": grid}, ...]}, one
+    entry per test input, grids 1..30 x 1..30 of integer colours 0..9."""
+    assert list(sub) == (ids or [t.task_id for t in tasks])
+    for task_id, task in zip(sub, tasks):
+        entries = sub[task_id]
+        assert isinstance(entries, list) and len(entries) == len(task.test)
+        for entry in entries:
+            assert set(entry) == {"attempt_1", "attempt_2"}
+            for grid in entry.values():
+                assert isinstance(grid, list) and 1 <= len(grid) <= 30
+                assert all(isinstance(row, list) and len(row) == len(grid[0]) for row in grid) and 1 <= len(grid[0]) <= 30
+                assert all(type(v) is int and 0 <= v <= 9 for row in grid for v in row)
+
+
+def _ambiguous_task(answer: str) -> ArcTask:
+    """Train inputs symmetric left-right, so flip_v and rot180 both explain them; on the
+    asymmetric test input they differ, and ``answer`` is the right one."""
+    train = []
+    for seed in range(3):
+        half = _grid(seed, (4, 3))
+        g = np.concatenate([half, half[:, ::-1]], axis=1)
+        train.append((g, run_program(("flip_v",), g)))
+    test_in = _grid(50, (4, 6))
+    return ArcTask("ambiguous", train, [(test_in, run_program((answer,), test_in))])
+
+
+def test_the_second_attempt_is_a_different_prediction_and_can_solve_the_task():
+    p = _probs(("flip_v",), high=0.9, low=0.05)
+    p[NAMES.index("rot180")] = 0.5  # the second most likely
+    one = solve_task(_ambiguous_task("rot180"), FixedGuide(p), budget=2000, max_length=2, attempts=1)
+    two = solve_task(_ambiguous_task("rot180"), FixedGuide(p), budget=2000, max_length=2, attempts=2)
+    assert one["program"] == two["program"] == ["flip_v"] and one["solved"] is False
+    assert two["solved"] is True and two["programs"][1] == ["rot180"]
+    test_in = _ambiguous_task("rot180").test[0][0]
+    attempts = two["attempts"][0]
+    assert attempts["attempt_1"] == run_program(("flip_v",), test_in).tolist()
+    assert attempts["attempt_2"] == run_program(("rot180",), test_in).tolist()
+    assert two["programs_evaluated"] < two["programs_evaluated_total"]  # the first solution's count
+
+
+def test_submission_format_with_solved_and_unsolved_tasks():
+    from tasks.arc_guide.solve import submission
+
+    solvable = _task()
+    unsolvable = ArcTask("none", [(_grid(1), np.full((2, 2), 9, dtype=np.uint8))],
+                         [(_grid(2), None), (_grid(3), None)])
+    rows = [solve_task(t, FixedGuide(_probs(PROGRAM)), budget=300, max_length=2) for t in (solvable, unsolvable)]
+    sub = json.loads(json.dumps(submission(rows)))  # what the file holds
+    assert_valid_submission(sub, [solvable, unsolvable])
+    assert sub["none"][1]["attempt_1"] == _grid(3).tolist()  # no solution: the test input as the guess
+    assert sub["known-2-step"][0]["attempt_1"] == solvable.test[0][1].tolist()
+
+
+def test_workers_give_the_same_rows_as_one_process():
+    from tasks.arc_guide.solve import solve_tasks
+
+    tasks = [_task(), _ambiguous_task("flip_v"), _task(("outline",))]
+    guide = FixedGuide(_probs(("flip_v", "outline")))
+    serial = solve_tasks(tasks, guide, 400, 2, progress=None, workers=1)
+    parallel = solve_tasks(tasks, guide, 400, 2, progress=None, workers=2)
+    strip = [{k: v for k, v in row.items() if k != "seconds"} for row in serial]
+    assert strip == [{k: v for k, v in row.items() if k != "seconds"} for row in parallel]
+
+
+def test_the_time_limit_stops_a_search():
+    from tasks.arc_guide.solve import search_task
+
+    hopeless = ArcTask("hopeless", [(_grid(1), np.full((2, 2), 9, dtype=np.uint8))], [])
+    row = search_task(hopeless, np.full(len(NAMES), 0.1), budget=10**7, max_length=4, time_limit=1e-9)
+    assert row["timed_out"] is True and row["programs_evaluated_total"] == 1 and row["found"] is False
+    free = search_task(hopeless, np.full(len(NAMES), 0.1), budget=500, max_length=4)
+    assert free["timed_out"] is False and free["programs_evaluated_total"] == 500

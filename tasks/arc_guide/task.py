@@ -295,7 +295,7 @@ class ArcGuideTask(Task):
             tasks[f"example-{i}"] = {"train": as_json[:-1] or as_json, "test": as_json[-1:]}
         path = folder / "tasks.json"
         atomic.write_json(path, tasks, indent=None)
-        return ["--tasks", str(path), "--budget", "200", "--json", str(folder / "report.json")]
+        return ["--tasks", str(path), "--budget", "200", "--workers", "1", "--json", str(folder / "report.json")]
 
 
 def bce_loss(cfg: ArcGuideConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
