@@ -185,3 +185,26 @@ def test_halves_box_outline_and_counting():
     assert (ob.outline(big, b, 6) == 6).sum() == 8 and ob.outline(big, b, 6)[2, 2] == 2
     assert ob.count_row(len(ob.objects(g, 4, True)) or 1, 3).shape[0] == 1
     assert ob.tile(top, 2, 1).shape == (4, 6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(sparse_grids(), st.data())
+def test_every_template_step_gives_a_valid_grid_or_not_applicable(grid, data):
+    from tasks.arc_guide.dsl import NotApplicable, is_valid_grid
+    from tasks.arc_guide.templates import TEMPLATES, apply_step, task_steps
+
+    steps = task_steps([(grid, grid)])
+    assert set(steps) == set(TEMPLATES)
+    assert all(steps[name] for name in TEMPLATES if name != "recolour_by_size")  # that one needs two colours
+    for name in TEMPLATES:
+        if not steps[name]:
+            continue
+        step = data.draw(st.sampled_from(steps[name]), label=name)
+        before = grid.copy()
+        try:
+            out = apply_step(step, grid)
+        except NotApplicable:
+            continue
+        assert np.array_equal(grid, before)  # never mutates its input
+        assert is_valid_grid(out) and out.dtype == np.uint8, step
+        assert np.array_equal(apply_step(step, grid), out)  # deterministic

@@ -12,7 +12,7 @@ import torch
 from conftest import REPO, subprocess_env
 from core.checkpoint import FORMAT
 from tasks.arc_guide.arc_tasks import ArcTask, load_tasks
-from tasks.arc_guide.dsl import PRIMITIVES, run_program
+from tasks.arc_guide.dsl import PRIMITIVES, NotApplicable, run_program
 from tasks.arc_guide.search import fit_colour_map, search
 from tasks.arc_guide.solve import FixedGuide, solve_task
 
@@ -161,7 +161,7 @@ def test_cli_end_to_end_with_a_checkpoint(tmp_path, capsys):
     _write_task(tmp_path / "known.json", _task())
     for extra in ((), ("--no-guide",)):
         out = tmp_path / f"report{len(extra)}.json"
-        main(["--checkpoint", str(tmp_path / "guide.pt"), "--tasks", str(tmp_path / "known.json"), "--workers", "1",
+        main(["--checkpoint", str(tmp_path / "guide.pt"), "--tasks", str(tmp_path / "known.json"), "--workers", "1", "--dsl", "v1",
               "--budget", "3000", "--max-length", "3", "--json", str(out), "--submission", str(tmp_path / "sub.json"),
               *extra])
         report = json.loads(out.read_text())
@@ -269,3 +269,42 @@ def test_the_time_limit_stops_a_search():
     assert row["timed_out"] is True and row["programs_evaluated_total"] == 1 and row["found"] is False
     free = search_task(hopeless, np.full(len(NAMES), 0.1), budget=500, max_length=4)
     assert free["timed_out"] is False and free["programs_evaluated_total"] == 500
+
+
+def _scene(seed: int, shape=(10, 12)) -> np.ndarray:
+    """Objects on a background: 3-4 rectangles of distinct sizes and colours."""
+    rng = np.random.default_rng(seed)
+    g = np.zeros(shape, dtype=np.uint8)
+    for k, colour in enumerate(rng.choice(np.arange(1, 10), size=int(rng.integers(3, 5)), replace=False)):
+        h, w = 1 + k % 3 + int(rng.integers(0, 2)), 1 + (k + 1) % 3 + int(rng.integers(0, 2))
+        r, c = int(rng.integers(0, shape[0] - h)), int(rng.integers(0, shape[1] - w))
+        g[r:r + h, c:c + w] = colour
+    return g
+
+
+@pytest.mark.parametrize("program", [
+    ("crop_selected(largest,8,multi)",),
+    ("fill_enclosed_with(4)",),
+    ("crop_selected(largest,8,multi)", "upscale_2"),
+    ("gravitate_objects(down)", "flip_h", "crop_to_content"),
+    ("box_objects(5)", "flip_v", "gravitate_objects(left)", "rot180"),
+])
+def test_the_v2_search_finds_planted_programs_of_length_1_to_4(program):
+    from tasks.arc_guide.search import NAMES_V2, apply_solution
+    from tasks.arc_guide.templates import template_of
+
+    pairs = []
+    seed = 0
+    while len(pairs) < 4:  # scenes the program applies to (a tie for "largest" does not)
+        g = _scene(seed)
+        seed += 1
+        try:
+            pairs.append((g, apply_solution(program, None, g)))
+        except NotApplicable:
+            continue
+    train, (test_in, test_out) = pairs[:3], pairs[3]
+    used = {template_of(step) for step in program}
+    p = np.array([0.6 if name in used else 0.05 for name in NAMES_V2])  # a guide that knows the templates
+    task = ArcTask("planted", train, [(test_in, test_out)])
+    row = solve_task(task, FixedGuide(p), budget=20000, max_length=len(program), templates=True)
+    assert row["solved"] is True, row

@@ -36,8 +36,10 @@ from typing import Optional, Sequence
 import numpy as np
 
 from tasks.arc_guide.dsl import DIHEDRAL, IDEMPOTENT, N_COLOURS, PRIMITIVES, NotApplicable, apply_primitive
+from tasks.arc_guide.templates import TEMPLATES, apply_step, is_step, task_steps
 
-NAMES = tuple(PRIMITIVES)
+NAMES = tuple(PRIMITIVES)  # the whole-grid primitives (DSL v1)
+NAMES_V2 = NAMES + tuple(TEMPLATES)  # plus the object-level templates (their arguments come per task)
 MIN_PROBABILITY = 1e-4  # floor of p: a primitive the guide rules out is delayed, never removed
 STEP_COST = 0.05  # added per step: among equally likely programs, shorter ones go first
 
@@ -61,12 +63,33 @@ class SearchResult:
     timed_out: bool = False  # stopped by the deadline
 
 
-def step_costs(probabilities: Sequence[float]) -> np.ndarray:
-    """(P,) probabilities in PRIMITIVES order -> (P,) step costs ``-log p + STEP_COST``."""
+def step_costs(probabilities: Sequence[float], names: Sequence[str] = NAMES) -> np.ndarray:
+    """(P,) probabilities in ``names`` order -> (P,) step costs ``-log p + STEP_COST``."""
     p = np.clip(np.asarray(probabilities, dtype=np.float64), MIN_PROBABILITY, 1.0)
-    if p.shape != (len(NAMES),):
-        raise ValueError(f"expected {len(NAMES)} probabilities (one per primitive), got shape {p.shape}")
+    if p.shape != (len(names),):
+        raise ValueError(f"expected {len(names)} probabilities (one per primitive), got shape {p.shape}")
     return -np.log(p) + STEP_COST
+
+
+def expand_steps(train: Sequence[Pair], probabilities: Sequence[float], templates: bool) -> tuple[list[str], np.ndarray]:
+    """(step names, their costs), cheapest first (ties in vocabulary order). A whole-grid
+    primitive is one step; a template's probability is shared by its n argument choices
+    for this task (each costs ``log n`` more), so a template with many choices does not
+    crowd out the others."""
+    names = NAMES_V2 if templates else NAMES
+    costs = step_costs(probabilities, names)
+    steps, step_cost = list(NAMES), list(costs[: len(NAMES)])
+    if templates:
+        for k, (name, instances) in enumerate(task_steps(train).items(), start=len(NAMES)):
+            steps += instances
+            step_cost += [costs[k] + np.log(len(instances))] * len(instances)
+    order = np.argsort(np.asarray(step_cost), kind="stable")
+    return [steps[i] for i in order], np.asarray(step_cost)[order]
+
+
+def apply_any(step: str, grid: np.ndarray) -> np.ndarray:
+    """A whole-grid primitive or a template step, by name."""
+    return apply_step(step, grid) if is_step(step) else apply_primitive(step, grid)
 
 
 def grids_key(grids: Sequence[np.ndarray]) -> bytes:
@@ -121,10 +144,11 @@ def search(
     test_inputs: Optional[Sequence[np.ndarray]] = None,
     attempts: int = 1,
     deadline: Optional[float] = None,
+    templates: bool = False,
 ) -> SearchResult:
-    """Best-first search for up to ``attempts`` programs solving ``train``; see the module docstring."""
-    costs = step_costs(probabilities)
-    order = np.argsort(costs, kind="stable")  # children pushed cheapest first: ties keep this order
+    """Best-first search for up to ``attempts`` programs solving ``train``; see the module
+    docstring. ``probabilities`` are in NAMES_V2 order with ``templates``, else NAMES order."""
+    steps, costs = expand_steps(train, probabilities, templates)  # cheapest first
     inputs = [np.ascontiguousarray(i, dtype=np.uint8) for i, _ in train]
     targets = [np.ascontiguousarray(o, dtype=np.uint8) for _, o in train]
     result = SearchResult(None, None, 0)
@@ -165,11 +189,10 @@ def search(
         if len(program) >= max_length:
             return
         last = program[-1] if program else None
-        for k in order:
-            name = NAMES[k]
+        for name, step_cost in zip(steps, costs):
             if not _skipped(last, name):
                 counter += 1
-                heapq.heappush(heap, (cost + costs[k], counter, program + (name,), grids))
+                heapq.heappush(heap, (cost + step_cost, counter, program + (name,), grids))
 
     if not result.solutions:
         push_children((), inputs, 0.0)
@@ -182,7 +205,7 @@ def search(
         if keep_trace:
             result.trace.append(program)
         try:
-            grids = [apply_primitive(program[-1], g) for g in prefix_grids]
+            grids = [apply_any(program[-1], g) for g in prefix_grids]
         except NotApplicable:
             continue
         key = grids_key(grids)
@@ -207,6 +230,6 @@ def apply_solution(program: Sequence[str], colour_map: Optional[np.ndarray], gri
     """Run a found program (and its colour map) on one grid; raises NotApplicable."""
     out = np.ascontiguousarray(grid, dtype=np.uint8)
     for name in program:
-        out = apply_primitive(name, out)
+        out = apply_any(name, out)
     return colour_map[out] if colour_map is not None else out
 

@@ -51,19 +51,16 @@ from core.argtypes import positive_float, positive_int
 from core.errors import UserError, exit_on_user_error
 from tasks.arc_guide.arc_tasks import ArcTask, load_tasks
 from tasks.arc_guide.dataset import load_dataset
-from tasks.arc_guide.dsl import PRIMITIVES
 from tasks.arc_guide.guide import Guide
-from tasks.arc_guide.search import apply_solution, search
+from tasks.arc_guide.search import NAMES, NAMES_V2, apply_solution, search
 from tasks.arc_guide.task import ArcGuideConfig, resolve_dataset_path, vocabulary
 
-N_PRIMITIVES = len(PRIMITIVES)
 DEFAULT_BUDGET = 5000
 DEFAULT_TIME_LIMIT = 8.0  # seconds per task: 400 tasks on 2 workers stay under 30 minutes
-DSL_INDEX = {name: k for k, name in enumerate(PRIMITIVES)}
 
 
 class SearchGuide(Protocol):
-    """Anything that gives one probability per primitive (PRIMITIVES order) for a task."""
+    """Anything that gives one probability per DSL name (search.NAMES or NAMES_V2 order) for a task."""
 
     def probabilities(self, train: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray: ...
 
@@ -79,29 +76,32 @@ class FixedGuide:
 
 
 class SharedNames:
-    """How a guide's vocabulary meets the project DSL this solver searches.
+    """How a guide's vocabulary meets the DSL this solver searches (``dsl_names``: the
+    whole-grid primitives, plus the object-level templates with DSL v2).
 
     Names the DSL implements take the guide's values; the guide's other names are ignored;
-    DSL primitives the guide does not know get the mean of the known ones for that task
+    DSL names the guide does not know get the mean of the known ones for that task
     (neither promoted nor ruled out). UserError when no name is shared."""
 
-    def __init__(self, vocabulary: Sequence[str], source: str):
+    def __init__(self, vocabulary: Sequence[str], source: str, dsl_names: Sequence[str] = NAMES):
         self.vocabulary = list(vocabulary)
-        shared = [k for k, name in enumerate(self.vocabulary) if name in PRIMITIVES]
+        self.dsl_names = list(dsl_names)
+        index = {name: k for k, name in enumerate(self.dsl_names)}
+        shared = [k for k, name in enumerate(self.vocabulary) if name in index]
         if not shared:
             raise UserError(f"{source}: the guide's {len(self.vocabulary)} primitives "
                             f"({', '.join(self.vocabulary[:8])}{', ...' if len(self.vocabulary) > 8 else ''}) "
-                            f"share no name with this solver's DSL ({', '.join(PRIMITIVES)}); it cannot order "
+                            f"share no name with this solver's DSL ({', '.join(self.dsl_names)}); it cannot order "
                             "this search (use its predictions in your own solver: python -m tasks.arc_guide.predict)")
         self.columns = np.asarray(shared, dtype=np.int64)  # positions in the guide's vocabulary
-        self.targets = np.asarray([DSL_INDEX[self.vocabulary[k]] for k in shared], dtype=np.int64)
+        self.targets = np.asarray([index[self.vocabulary[k]] for k in shared], dtype=np.int64)
         self.ignored = len(self.vocabulary) - len(shared)
-        self.unknown_to_guide = N_PRIMITIVES - len(shared)
+        self.unknown_to_guide = len(self.dsl_names) - len(shared)
 
     def to_dsl(self, values: np.ndarray) -> np.ndarray:
-        """(len(vocabulary),) values -> (N_PRIMITIVES,) in PRIMITIVES order."""
+        """(len(vocabulary),) values -> (len(dsl_names),) in DSL order."""
         known = np.asarray(values, dtype=np.float64)[self.columns]
-        out = np.full(N_PRIMITIVES, float(known.mean()))
+        out = np.full(len(self.dsl_names), float(known.mean()))
         out[self.targets] = known
         return out
 
@@ -127,12 +127,13 @@ class NeuralGuide:
 # --------------------------------------------------------------------------- checkpoint
 
 
-def load_checkpoint(path: str | Path) -> tuple[NeuralGuide, ArcGuideConfig]:
-    """The guide (in this DSL's order) and resolved config of an arc-guide checkpoint,
-    loaded safely (tasks.arc_guide.guide.Guide.load: nothing in the file runs; UserError if
-    it is not one, or if its vocabulary shares no name with the DSL)."""
+def load_checkpoint(path: str | Path, templates: bool = False) -> tuple[NeuralGuide, ArcGuideConfig]:
+    """The guide (in this DSL's order: NAMES, or NAMES_V2 with ``templates``) and resolved
+    config of an arc-guide checkpoint, loaded safely (tasks.arc_guide.guide.Guide.load:
+    nothing in the file runs; UserError if it is not one, or if its vocabulary shares no
+    name with the DSL)."""
     guide = Guide.load(path, "cpu")
-    return NeuralGuide(guide, SharedNames(guide.vocabulary, str(path))), guide.config
+    return NeuralGuide(guide, SharedNames(guide.vocabulary, str(path), NAMES_V2 if templates else NAMES)), guide.config
 
 
 def primitive_frequencies(cfg: ArcGuideConfig) -> np.ndarray:
@@ -149,19 +150,20 @@ def primitive_frequencies(cfg: ArcGuideConfig) -> np.ndarray:
 
 
 def solve_task(task: ArcTask, guide: SearchGuide, budget: int, max_length: int, colour_map: bool = True,
-               attempts: int = 2, time_limit: Optional[float] = None) -> dict[str, Any]:
+               attempts: int = 2, time_limit: Optional[float] = None, templates: bool = False) -> dict[str, Any]:
     """Search one task and check its attempts on the test pairs: one report row."""
-    return search_task(task, guide.probabilities(task.train), budget, max_length, colour_map, attempts, time_limit)
+    return search_task(task, guide.probabilities(task.train), budget, max_length, colour_map, attempts, time_limit,
+                       templates)
 
 
 def search_task(task: ArcTask, probabilities: np.ndarray, budget: int, max_length: int, colour_map: bool = True,
-                attempts: int = 2, time_limit: Optional[float] = None) -> dict[str, Any]:
+                attempts: int = 2, time_limit: Optional[float] = None, templates: bool = False) -> dict[str, Any]:
     """:func:`solve_task` with the task's probabilities already computed (what a worker
     process runs: numpy only)."""
     start = time.perf_counter()
     test_inputs = [grid for grid, _ in task.test]
     result = search(task.train, probabilities, budget, max_length, colour_map, test_inputs=test_inputs,
-                    attempts=attempts, deadline=start + time_limit if time_limit else None)
+                    attempts=attempts, deadline=start + time_limit if time_limit else None, templates=templates)
     # per test input, the predictions of the solutions (each applies to every test input)
     predictions = [[apply_solution(program, mapping, grid) for program, mapping in result.solutions]
                    for grid in test_inputs]
@@ -221,12 +223,13 @@ def summarise(rows: Sequence[dict[str, Any]], **settings: Any) -> dict[str, Any]
 def solve_tasks(
     tasks: Sequence[ArcTask], guide: SearchGuide, budget: int, max_length: int, colour_map: bool = True,
     progress: Optional[TextIO] = sys.stderr, label: str = "solve", attempts: int = 2,
-    time_limit: Optional[float] = None, workers: int = 1,
+    time_limit: Optional[float] = None, workers: int = 1, templates: bool = False,
 ) -> list[dict[str, Any]]:
     """Report rows of all tasks (in order), with a progress line about every 5% of them on
     ``progress``. The guide runs here; the searches run in ``workers`` processes (numpy only)."""
     probabilities = [guide.probabilities(task.train) for task in tasks]
-    jobs = [(task, p, budget, max_length, colour_map, attempts, time_limit) for task, p in zip(tasks, probabilities)]
+    jobs = [(task, p, budget, max_length, colour_map, attempts, time_limit, templates)
+            for task, p in zip(tasks, probabilities)]
     rows: list[dict[str, Any]] = []
     every = max(1, len(tasks) // 20)
     start = time.perf_counter()
@@ -272,12 +275,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--no-guide", action="store_true", help="order by primitive frequency in the training data")
     parser.add_argument("--max-length", type=positive_int, default=4, help="longest program tried (default 4)")
     parser.add_argument("--no-colour-map", action="store_true", help="accept exact matches only")
+    parser.add_argument("--dsl", choices=("v1", "v2"), default="v2",
+                        help="v1: the 23 whole-grid primitives; v2 (default): plus the object-level templates")
     parser.add_argument("--json", help="write the report here")
     parser.add_argument("--submission", help="write the attempts here in the ARC Prize format")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     tasks = load_tasks(args.tasks)  # first: a bad task file fails before the model loads
-    guide, cfg = load_checkpoint(args.checkpoint)
+    templates = args.dsl == "v2"
+    guide, cfg = load_checkpoint(args.checkpoint, templates)
     if guide.shared.describe():
         print(guide.shared.describe(), file=sys.stderr)
     mode = "unguided" if args.no_guide else "guided"
@@ -288,8 +294,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         guide = FixedGuide(guide.shared.to_dsl(primitive_frequencies(cfg)))
     start = time.perf_counter()
     rows = solve_tasks(tasks, guide, args.budget, args.max_length, not args.no_colour_map,
-                       None if args.quiet else sys.stderr, label=mode, time_limit=args.time_limit, workers=args.workers)
-    summary = summarise(rows, mode=mode, budget=args.budget, time_limit=args.time_limit, workers=args.workers,
+                       None if args.quiet else sys.stderr, label=mode, time_limit=args.time_limit, workers=args.workers,
+                       templates=templates)
+    summary = summarise(rows, mode=mode, dsl=args.dsl, budget=args.budget, time_limit=args.time_limit, workers=args.workers,
                         max_length=args.max_length, colour_map=not args.no_colour_map, source=args.tasks,
                         checkpoint=str(args.checkpoint), wall_s=round(time.perf_counter() - start, 1))
     median = summary["median_programs_evaluated_solved"]

@@ -1,0 +1,321 @@
+"""DSL v2 steps: object-level templates with arguments, each a grid -> grid step.
+
+A template is a name (what the guide ranks) and a function ``f(grid, *args) -> grid`` over
+the objects layer (tasks.arc_guide.objects). Its arguments are enumerated per task from
+the train pairs (:func:`task_steps`): colours from the task's palette, directions,
+selectors, connectivity. A step's name spells its arguments, e.g.
+``crop_selected(largest,8,multi)``, so a program stays a tuple of strings and
+:func:`apply_step` can run any step from its name alone.
+
+Like the whole-grid primitives (tasks.arc_guide.dsl), a step never mutates its input and
+raises ``NotApplicable`` when it is undefined (no object qualifies, no separator, a
+result outside 1..30 a side). Segmentations are cached per grid (a search applies many
+steps to the same few train inputs).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from tasks.arc_guide import objects as ob
+from tasks.arc_guide.dsl import MAX_SIDE, NotApplicable
+
+Grid = np.ndarray
+Pair = tuple[np.ndarray, np.ndarray]
+
+
+@functools.lru_cache(maxsize=4096)
+def _segment(key: bytes, shape: tuple[int, int], connectivity: int, multicolour: bool) -> tuple[ob.Obj, ...]:
+    grid = np.frombuffer(key, dtype=np.uint8).reshape(shape)
+    return tuple(ob.objects(grid, connectivity, multicolour))
+
+
+def segment(grid: Grid, connectivity: int, multicolour: bool) -> list[ob.Obj]:
+    """objects.objects with the background the most common colour, cached by content."""
+    return list(_segment(np.ascontiguousarray(grid, dtype=np.uint8).tobytes(), grid.shape, connectivity, multicolour))
+
+
+def _bounded(grid: Grid) -> Grid:
+    if not (1 <= grid.shape[0] <= MAX_SIDE and 1 <= grid.shape[1] <= MAX_SIDE):
+        raise NotApplicable(f"result shape {grid.shape} is outside ARC bounds")
+    return np.ascontiguousarray(grid, dtype=np.uint8)
+
+
+def _selected(grid: Grid, selector: str, connectivity: int, multicolour: bool) -> ob.Obj:
+    chosen = ob.select(segment(grid, connectivity, multicolour), selector, grid.shape)
+    if chosen is None:
+        raise NotApplicable(f"no single object is {selector}")
+    return chosen
+
+
+def _flag(multicolour: str) -> bool:
+    return multicolour == "multi"
+
+
+# --------------------------------------------------------------------------- templates
+
+
+def crop_selected(g: Grid, selector: str, connectivity: int, multicolour: str) -> Grid:
+    """The selected object's box, background elsewhere."""
+    return _bounded(ob.crop(_selected(g, selector, connectivity, _flag(multicolour)), ob.background(g)))
+
+
+def keep_selected(g: Grid, selector: str, connectivity: int, multicolour: str) -> Grid:
+    """Only the selected object stays; every other cell becomes background."""
+    obj = _selected(g, selector, connectivity, _flag(multicolour))
+    return ob.paint(np.full(g.shape, ob.background(g), dtype=np.uint8), obj)
+
+
+def remove_selected(g: Grid, selector: str, connectivity: int, multicolour: str) -> Grid:
+    """The selected object is erased."""
+    return ob.erase(g, _selected(g, selector, connectivity, _flag(multicolour)), ob.background(g))
+
+
+def recolour_selected(g: Grid, selector: str, colour: int) -> Grid:
+    """The selected (8-connected, any colours) object in ``colour``."""
+    obj = _selected(g, selector, 8, True)
+    return ob.paint(g, ob.recolour(obj, colour))
+
+
+def move_selected(g: Grid, selector: str, direction: str) -> Grid:
+    """The selected object slides in ``direction`` until contact."""
+    return ob.move_until_contact(g, _selected(g, selector, 8, True), direction, ob.background(g))
+
+
+def gravitate_objects(g: Grid, direction: str) -> Grid:
+    """Every object falls as a rigid body towards ``direction``."""
+    out = ob.gravitate(g, direction, 8)
+    if np.array_equal(out, g):
+        raise NotApplicable("nothing moves")
+    return out
+
+
+def fill_enclosed_with(g: Grid, colour: int) -> Grid:
+    """Enclosed background cells in ``colour``."""
+    return ob.fill_enclosed(g, colour)
+
+
+def complete_symmetry(g: Grid, hole: int) -> Grid:
+    """Cells of colour ``hole`` restored from the symmetries the rest obeys."""
+    if not (g == hole).any():
+        raise NotApplicable("no cell of the hole colour")
+    return ob.complete_symmetry(g, hole)
+
+
+def crop_hole(g: Grid, hole: int) -> Grid:
+    """What the box of the ``hole``-coloured cells hides, restored by symmetry."""
+    rows, cols = np.nonzero(g == hole)
+    if not len(rows):
+        raise NotApplicable("no cell of the hole colour")
+    done = ob.complete_symmetry(g, hole)
+    patch = done[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    if (patch == hole).any():
+        raise NotApplicable("the symmetries do not reach the hole")
+    return _bounded(patch)
+
+
+def lines_from(g: Grid, colour: int, direction: str) -> Grid:
+    """From every cell of ``colour``, a line of that colour in ``direction`` over background."""
+    cells = np.argwhere(g == colour)
+    if not len(cells):
+        raise NotApplicable("no cell of that colour")
+    out, bg = g, ob.background(g)
+    for r, c in cells:
+        out = ob.draw_line(out, int(r), int(c), direction, colour, through=False, bg=bg)
+    return out
+
+
+def connect_same_colour(g: Grid, colour: int) -> Grid:
+    """Cells of ``colour`` on a common row or column joined by lines of that colour (over background)."""
+    cells = np.argwhere(g == colour)
+    if len(cells) < 2:
+        raise NotApplicable("fewer than two cells of that colour")
+    out, bg = g.copy(), ob.background(g)
+    for axis in (0, 1):
+        for line in np.unique(cells[:, axis]):
+            others = np.sort(cells[cells[:, axis] == line][:, 1 - axis])
+            if len(others) < 2:
+                continue
+            span = slice(int(others[0]), int(others[-1]) + 1)
+            view = out[line, span] if axis == 0 else out[span, line]
+            view[view == bg] = colour
+    return out
+
+
+def box_objects(g: Grid, colour: int) -> Grid:
+    """A ring of ``colour`` around every object's box."""
+    out = g
+    for obj in segment(g, 8, True):
+        out = ob.box(out, obj, colour)
+    return out
+
+
+def outline_objects(g: Grid, colour: int) -> Grid:
+    """The border cells of every object in ``colour``."""
+    out = g
+    for obj in segment(g, 8, True):
+        out = ob.outline(out, obj, colour)
+    return out
+
+
+OVERLAYS = {"and": np.logical_and, "or": np.logical_or, "xor": np.logical_xor,
+            "nor": lambda a, b: ~(a | b), "left_only": lambda a, b: a & ~b}
+
+
+def overlay_parts(g: Grid, split: str, op: str, colour: int) -> Grid:
+    """The grid cut in two (``split``: at separator lines, or into halves ``rows``/``cols``),
+    the parts' foreground masks combined by ``op``, set cells in ``colour``."""
+    if split == "separator":
+        parts = ob.separator_cells(g)
+        if len(parts) != 2:
+            raise NotApplicable("not two separated parts")
+        a, b = parts[0].patch, parts[1].patch
+    else:
+        a, b = ob.halves(g, 0 if split == "rows" else 1)
+    if a.shape != b.shape:
+        raise NotApplicable("parts of different shapes")
+    bg = ob.background(g) if split != "separator" else _part_background(a, b)
+    mask = OVERLAYS[op](a != bg, b != bg)
+    return _bounded(np.where(mask, np.uint8(colour), np.uint8(bg)).astype(np.uint8))
+
+
+def _part_background(a: Grid, b: Grid) -> int:
+    return ob.background(np.concatenate([a.ravel(), b.ravel()])[None, :])
+
+
+def select_part(g: Grid, selector: str) -> Grid:
+    """The part between separator lines that ``selector`` picks (parts as objects of their foreground)."""
+    parts = ob.separator_cells(g)
+    if len(parts) < 2:
+        raise NotApplicable("no separated parts")
+    bg = _part_background(parts[0].patch, parts[-1].patch)
+    as_objects = [ob.Obj(p.top, p.left, p.patch, p.patch != bg) for p in parts]
+    chosen = _select_parts(as_objects, selector, g.shape)
+    return _bounded(parts[as_objects.index(chosen)].patch.copy())
+
+
+def _select_parts(parts: list[ob.Obj], selector: str, shape: tuple[int, int]) -> ob.Obj:
+    if selector == "unique_pattern":
+        keys = [p.patch.tobytes() for p in parts]
+        once = [p for p, k in zip(parts, keys) if keys.count(k) == 1]
+        chosen = once[0] if len(once) == 1 else None
+    else:
+        chosen = ob.select([p for p in parts if p.mask.any()], selector, shape)
+    if chosen is None:
+        raise NotApplicable(f"no single part is {selector}")
+    return chosen
+
+
+def count_objects(g: Grid, colour: int, connectivity: int) -> Grid:
+    """A 1 x n row of ``colour``, n the number of objects."""
+    n = len(segment(g, connectivity, False))
+    if not 1 <= n <= MAX_SIDE:
+        raise NotApplicable(f"{n} objects")
+    return ob.count_row(n, colour)
+
+
+def recolour_by_size(g: Grid, largest: int, others: int) -> Grid:
+    """The largest (8-connected, one colour) object in ``largest``, the other objects in ``others``."""
+    objs = segment(g, 8, False)
+    chosen = ob.select(objs, "largest", g.shape)
+    if chosen is None or len(objs) < 2:
+        raise NotApplicable("no single largest object among several")
+    out = g
+    for obj in objs:
+        out = ob.paint(out, ob.recolour(obj, largest if obj is chosen else others))
+    return out
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class Template:
+    function: Callable[..., Grid]
+    arguments: tuple[str, ...]  # kinds: selector, connectivity, multicolour, colour, direction, split, op, part
+
+
+OBJECT_SELECTORS = tuple(sorted(ob.SELECTORS))
+PART_SELECTORS = ("largest", "smallest", "unique_colour", "unique_pattern")
+CHOICES = {
+    "selector": OBJECT_SELECTORS, "connectivity": (4, 8), "multicolour": ("single", "multi"),
+    "direction": ob.STRAIGHT, "diagonal": tuple(ob.DIRECTIONS), "split": ("separator", "rows", "cols"),
+    "op": tuple(OVERLAYS), "part": PART_SELECTORS,
+}
+
+TEMPLATES: dict[str, Template] = {
+    "crop_selected": Template(crop_selected, ("selector", "connectivity", "multicolour")),
+    "keep_selected": Template(keep_selected, ("selector", "connectivity", "multicolour")),
+    "remove_selected": Template(remove_selected, ("selector", "connectivity", "multicolour")),
+    "recolour_selected": Template(recolour_selected, ("selector", "colour")),
+    "move_selected": Template(move_selected, ("selector", "direction")),
+    "gravitate_objects": Template(gravitate_objects, ("direction",)),
+    "fill_enclosed_with": Template(fill_enclosed_with, ("colour",)),
+    "complete_symmetry": Template(complete_symmetry, ("colour",)),
+    "crop_hole": Template(crop_hole, ("colour",)),
+    "lines_from": Template(lines_from, ("colour", "diagonal")),
+    "connect_same_colour": Template(connect_same_colour, ("colour",)),
+    "box_objects": Template(box_objects, ("colour",)),
+    "outline_objects": Template(outline_objects, ("colour",)),
+    "overlay_parts": Template(overlay_parts, ("split", "op", "colour")),
+    "select_part": Template(select_part, ("part",)),
+    "count_objects": Template(count_objects, ("colour", "connectivity")),
+    "recolour_by_size": Template(recolour_by_size, ("colour", "colour")),
+}
+
+
+def task_colours(train: Sequence[Pair]) -> tuple[int, ...]:
+    """The colours of a task's train grids, inputs and outputs, in order."""
+    seen = np.zeros(10, dtype=bool)
+    for i, o in train:
+        seen[np.unique(i)] = True
+        seen[np.unique(o)] = True
+    return tuple(int(c) for c in np.flatnonzero(seen))
+
+
+def step_name(template: str, args: Sequence[object]) -> str:
+    return f"{template}({','.join(str(a) for a in args)})"
+
+
+def template_of(step: str) -> str:
+    """The template name of a step name (a whole-grid primitive is its own template)."""
+    return step.split("(", 1)[0]
+
+
+def task_steps(train: Sequence[Pair]) -> dict[str, list[str]]:
+    """Every template's steps (names with arguments) for this task's train pairs."""
+    colours = task_colours(train)
+    out = {}
+    for name, template in TEMPLATES.items():
+        combos: list[tuple] = [()]
+        for kind in template.arguments:
+            choices = colours if kind == "colour" else CHOICES[kind]
+            combos = [c + (a,) for c in combos for a in choices]
+        if name == "recolour_by_size":
+            combos = [c for c in combos if c[0] != c[1]]
+        out[name] = [step_name(name, c) for c in combos]
+    return out
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse(step: str) -> tuple[Template, tuple]:
+    name, _, rest = step.partition("(")
+    template = TEMPLATES.get(name)
+    if template is None or not rest.endswith(")"):
+        raise KeyError(step)
+    raw = rest[:-1].split(",") if rest[:-1] else []
+    args = tuple(int(a) if kind in ("colour", "connectivity") else a for a, kind in zip(raw, template.arguments))
+    return template, args
+
+
+def is_step(name: str) -> bool:
+    return "(" in name
+
+
+def apply_step(step: str, grid: Grid) -> Grid:
+    """Run a template step by its name on ``grid``; NotApplicable when undefined."""
+    template, args = _parse(step)
+    return template.function(grid, *args)
