@@ -1,7 +1,10 @@
 """Synthetic ARC guide data: random DSL programs applied to varied ARC-like input grids.
 
     python -m tasks.arc_guide.generate --samples N --out FILE --seed K [--pairs 3]
-        [--max-length 4] [--format json|jsonl] [--workers W]
+        [--max-length 4] [--format json|jsonl] [--workers W] [--dsl v1|v2]
+
+(``--dsl v2``: DSL v2 records, see tasks/arc_guide/generate_v2.py; the rest of this
+docstring is about v1.)
 
 Record ``i`` is a pure function of ``(seed, i)`` (its own ``numpy`` generator seeded with
 ``[seed, i]``), so the file is byte-identical whatever the worker count. Each record is
@@ -267,16 +270,20 @@ def make_record(seed: int, index: int, pairs: int = 3, max_length: int = 4) -> d
     raise RuntimeError(f"record {index}: no applicable program in {MAX_ATTEMPTS} attempts")
 
 
-def _make_chunk(args: tuple[int, int, int, int, int]) -> list[bytes]:
-    seed, start, stop, pairs, max_length = args
+def _make_chunk(args: tuple[int, int, int, int, int, str]) -> list[bytes]:
+    seed, start, stop, pairs, max_length, dsl = args
+    if dsl == "v2":
+        from tasks.arc_guide.generate_v2 import make_record_v2
+
+        return [orjson.dumps(make_record_v2(seed, i, pairs, max_length)) for i in range(start, stop)]
     return [orjson.dumps(make_record(seed, i, pairs, max_length)) for i in range(start, stop)]
 
 
 def generate_bytes(
-    samples: int, seed: int, pairs: int = 3, max_length: int = 4, workers: int = 1, chunk: int = 64
+    samples: int, seed: int, pairs: int = 3, max_length: int = 4, workers: int = 1, chunk: int = 64, dsl: str = "v1",
 ) -> Iterator[bytes]:
     """Serialised records 0..samples-1 in order (chunks of indices fanned out to workers)."""
-    jobs = [(seed, s, min(s + chunk, samples), pairs, max_length) for s in range(0, samples, chunk)]
+    jobs = [(seed, s, min(s + chunk, samples), pairs, max_length, dsl) for s in range(0, samples, chunk)]
     if workers <= 1:
         for job in jobs:
             yield from _make_chunk(job)
@@ -288,7 +295,7 @@ def generate_bytes(
 
 def write_dataset(
     out: str | Path, samples: int, seed: int, pairs: int = 3, max_length: int = 4,
-    fmt: str = "json", workers: int = 1,
+    fmt: str = "json", workers: int = 1, dsl: str = "v1",
 ) -> Path:
     """Write a dataset file atomically (core.atomic: readers never see half a file)."""
     out = Path(out)
@@ -296,7 +303,7 @@ def write_dataset(
         first = True
         if fmt == "json":
             f.write(b"[\n")
-        for blob in generate_bytes(samples, seed, pairs, max_length, workers):
+        for blob in generate_bytes(samples, seed, pairs, max_length, workers, dsl=dsl):
             if fmt == "json":
                 f.write(blob if first else b",\n" + blob)
             else:
@@ -317,11 +324,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-length", type=positive_int, default=4, help="longest generated program (default 4)")
     parser.add_argument("--format", choices=("json", "jsonl"), default=None, help="default: from the file suffix")
     parser.add_argument("--workers", type=positive_int, default=1, help="processes (output does not depend on it)")
+    parser.add_argument("--dsl", choices=("v1", "v2"), default="v1",
+                        help="v1: whole-grid primitives on random inputs; v2: object-level templates on ARC-like "
+                             "scenes (tasks/arc_guide/generate_v2.py)")
     args = parser.parse_args(argv)
     fmt = args.format or ("jsonl" if str(args.out).endswith(".jsonl") else "json")
     if args.max_length > 8:
         raise UserError(f"--max-length {args.max_length}: at most 8 steps are supported")
-    path = write_dataset(args.out, args.samples, args.seed, args.pairs, args.max_length, fmt, args.workers)
+    path = write_dataset(args.out, args.samples, args.seed, args.pairs, args.max_length, fmt, args.workers, args.dsl)
     print(f"wrote {args.samples} records to {path} ({path.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
 
 
