@@ -208,3 +208,24 @@ def test_every_template_step_gives_a_valid_grid_or_not_applicable(grid, data):
         assert np.array_equal(grid, before)  # never mutates its input
         assert is_valid_grid(out) and out.dtype == np.uint8, step
         assert np.array_equal(apply_step(step, grid), out)  # deterministic
+
+
+def test_colour_and_part_templates_on_hand_built_grids():
+    from tasks.arc_guide.templates import apply_step
+
+    g = np.zeros((7, 7), dtype=np.uint8)
+    g[1, 1:6] = g[5, 1:6] = g[1:6, 1] = g[1:6, 5] = 3  # a frame of colour 3
+    g[3, 3], g[0, 6] = 7, 2
+    assert apply_step("crop_colour(3,outer)", g).shape == (5, 5)
+    assert apply_step("crop_colour(3,inner)", g).tolist() == [[0, 0, 0], [0, 7, 0], [0, 0, 0]]
+    assert (apply_step("remove_colour(2)", g) == 2).sum() == 0 and apply_step("remove_colour(2)", g)[3, 3] == 7
+    assert set(np.unique(apply_step("keep_colour(7)", g)).tolist()) == {0, 7}
+    # 2 x 3 parts split by lines of 5: one cell per part
+    parts = np.zeros((5, 11), dtype=np.uint8)
+    parts[2, :] = 5
+    parts[:, [3, 7]] = 5
+    parts[0, 0], parts[1, 1] = 4, 4  # part (0, 0): two cells of 4
+    parts[0, 1] = 6
+    parts[4, 9] = 6  # part (1, 2)
+    assert apply_step("parts_to_cells(majority)", parts).tolist() == [[4, 0, 0], [0, 0, 6]]
+    assert apply_step("parts_to_cells(any)", parts).tolist() == [[4, 0, 0], [0, 0, 4]]

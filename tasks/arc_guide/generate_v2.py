@@ -29,8 +29,8 @@ MAX_ATTEMPTS = 400
 FAMILY_TEMPLATES = {
     "objects": ("crop_selected", "keep_selected", "remove_selected", "recolour_selected", "move_selected",
                 "gravitate_objects", "box_objects", "outline_objects", "count_objects", "recolour_by_size",
-                "fill_enclosed_with"),
-    "separated": ("overlay_parts", "select_part"),
+                "fill_enclosed_with", "remove_colour", "keep_colour", "crop_colour"),
+    "separated": ("overlay_parts", "select_part", "parts_to_cells"),
     "halves": ("overlay_parts",),
     "symmetric": ("complete_symmetry", "crop_hole"),
     "points": ("lines_from", "connect_same_colour"),

@@ -229,13 +229,67 @@ def recolour_by_size(g: Grid, largest: int, others: int) -> Grid:
     return out
 
 
+def remove_colour(g: Grid, colour: int) -> Grid:
+    """Cells of ``colour`` become background."""
+    bg = ob.background(g)
+    if colour == bg or not (g == colour).any():
+        raise NotApplicable("nothing of that colour to remove")
+    return np.where(g == colour, np.uint8(bg), g).astype(np.uint8)
+
+
+def keep_colour(g: Grid, colour: int) -> Grid:
+    """Only cells of ``colour`` stay; the rest becomes background."""
+    bg = ob.background(g)
+    if colour == bg or not (g == colour).any():
+        raise NotApplicable("no cell of that colour")
+    return np.where(g == colour, g, np.uint8(bg)).astype(np.uint8)
+
+
+def crop_colour(g: Grid, colour: int, inside: str) -> Grid:
+    """The box of the cells of ``colour``; ``inside``: without its outer ring (a frame's content)."""
+    rows, cols = np.nonzero(g == colour)
+    if not len(rows):
+        raise NotApplicable("no cell of that colour")
+    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    if inside == "inner":
+        top, bottom, left, right = top + 1, bottom - 1, left + 1, right - 1
+        if bottom <= top or right <= left:
+            raise NotApplicable("no inside")
+    return _bounded(g[top:bottom, left:right].copy())
+
+
+def parts_to_cells(g: Grid, rule: str) -> Grid:
+    """One cell per part between separator lines (the parts' layout kept): the part's most
+    common foreground colour (``rule`` majority), or background unless it has any
+    foreground (``rule`` any: then the foreground colour of the whole grid)."""
+    parts = ob.separator_cells(g)
+    if len(parts) < 2:
+        raise NotApplicable("no separated parts")
+    tops = sorted({p.top for p in parts})
+    lefts = sorted({p.left for p in parts})
+    if len(tops) * len(lefts) != len(parts):
+        raise NotApplicable("parts are not a regular layout")
+    bg = _part_background(parts[0].patch, parts[-1].patch)
+    foreground = np.concatenate([p.patch[p.patch != bg] for p in parts])
+    if not len(foreground):
+        raise NotApplicable("no foreground")
+    overall = int(np.bincount(foreground, minlength=10).argmax())
+    out = np.full((len(tops), len(lefts)), bg, dtype=np.uint8)
+    for p in parts:
+        cells = p.patch[p.patch != bg]
+        if len(cells):
+            out[tops.index(p.top), lefts.index(p.left)] = (
+                int(np.bincount(cells, minlength=10).argmax()) if rule == "majority" else overall)
+    return _bounded(out)
+
+
 # --------------------------------------------------------------------------- registry
 
 
 @dataclass(frozen=True)
 class Template:
     function: Callable[..., Grid]
-    arguments: tuple[str, ...]  # kinds: selector, connectivity, multicolour, colour, direction, split, op, part
+    arguments: tuple[str, ...]  # kinds: colour (the task's palette) or a key of CHOICES
 
 
 OBJECT_SELECTORS = tuple(sorted(ob.SELECTORS))
@@ -243,7 +297,7 @@ PART_SELECTORS = ("largest", "smallest", "unique_colour", "unique_pattern")
 CHOICES = {
     "selector": OBJECT_SELECTORS, "connectivity": (4, 8), "multicolour": ("single", "multi"),
     "direction": ob.STRAIGHT, "diagonal": tuple(ob.DIRECTIONS), "split": ("separator", "rows", "cols"),
-    "op": tuple(OVERLAYS), "part": PART_SELECTORS,
+    "op": tuple(OVERLAYS), "part": PART_SELECTORS, "inside": ("outer", "inner"), "rule": ("majority", "any"),
 }
 
 TEMPLATES: dict[str, Template] = {
@@ -264,6 +318,10 @@ TEMPLATES: dict[str, Template] = {
     "select_part": Template(select_part, ("part",)),
     "count_objects": Template(count_objects, ("colour", "connectivity")),
     "recolour_by_size": Template(recolour_by_size, ("colour", "colour")),
+    "remove_colour": Template(remove_colour, ("colour",)),
+    "keep_colour": Template(keep_colour, ("colour",)),
+    "crop_colour": Template(crop_colour, ("colour", "inside")),
+    "parts_to_cells": Template(parts_to_cells, ("rule",)),
 }
 
 
