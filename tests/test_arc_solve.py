@@ -308,3 +308,46 @@ def test_the_v2_search_finds_planted_programs_of_length_1_to_4(program):
     task = ArcTask("planted", train, [(test_in, test_out)])
     row = solve_task(task, FixedGuide(p), budget=20000, max_length=len(program), templates=True)
     assert row["solved"] is True, row
+
+
+def _mark_right_of(colour: int, mark: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A task no program of the DSL explains: each background cell right of a ``colour``
+    cell turns ``mark``."""
+    rng = np.random.default_rng(seed)
+    g = np.zeros((6, 7), dtype=np.uint8)
+    g[rng.random(g.shape) < 0.2] = colour
+    out = g.copy()
+    right = np.zeros_like(g, dtype=bool)
+    right[:, 1:] = g[:, :-1] == colour
+    out[right & (g == 0)] = mark
+    return g, out
+
+
+def test_a_local_rule_is_fitted_and_refuses_what_it_never_saw():
+    from tasks.arc_guide.local_rules import fit_local_rule
+
+    pairs = [_mark_right_of(2, 3, s) for s in range(4)]
+    rule = fit_local_rule([i for i, _ in pairs[:3]], [o for _, o in pairs[:3]], "row")
+    assert rule is not None and np.array_equal(rule.apply(pairs[3][0]), pairs[3][1])
+    unseen = pairs[3][0].copy()
+    unseen[0, 0] = 7  # a colour the train pairs never had
+    with pytest.raises(NotApplicable):
+        rule.apply(unseen)
+    g = pairs[0][0]
+    assert fit_local_rule([g, g], [g, np.where(g == 0, 5, g).astype(np.uint8)], "row") is None  # contradiction
+    # the rule looks left, so a column neighbourhood cannot express it
+    assert fit_local_rule([i for i, _ in pairs], [o for _, o in pairs], "column") is None
+    assert fit_local_rule([g], [g], "cross") is None  # nothing to learn
+
+
+def test_the_search_falls_back_to_a_local_rule_and_keeps_programs_first():
+    pairs = [_mark_right_of(2, 3, s) for s in range(5)]
+    task = ArcTask("mark-right", pairs[:4], pairs[4:])
+    p = np.full(len(NAMES), 0.1)
+    plain = solve_task(task, FixedGuide(p), budget=300, max_length=2)
+    ruled = solve_task(task, FixedGuide(p), budget=300, max_length=2, local_rules=True)
+    assert plain["solved"] is False and ruled["solved"] is True
+    assert ruled["programs"][0] == ["local_rule(row)"]
+    # a task a program explains keeps that program as its first attempt
+    programmed = solve_task(_task(), FixedGuide(_probs(PROGRAM)), budget=5000, max_length=3, local_rules=True)
+    assert programmed["solved"] is True and sorted(programmed["program"]) == sorted(PROGRAM)  # steps commute here

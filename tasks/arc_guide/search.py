@@ -23,6 +23,8 @@ the frontier. Contracts of :func:`search`:
   must also apply to every test input, and each further solution (up to ``attempts``)
   must predict test outputs that differ from the earlier solutions' (two attempts per
   test input, the ARC Prize rule). Accepted programs are not extended.
+- With ``local_rules``, attempts that no program filled may go to a neighbourhood rule
+  fitted on the train pairs (tasks.arc_guide.local_rules), the program then empty.
 - The search stops at ``budget`` programs evaluated, at ``attempts`` solutions, or at
   ``deadline`` (a ``time.perf_counter()`` value), whichever comes first.
 """
@@ -36,6 +38,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from tasks.arc_guide.dsl import DIHEDRAL, IDEMPOTENT, N_COLOURS, PRIMITIVES, NotApplicable, apply_primitive
+from tasks.arc_guide.local_rules import NEIGHBOURHOODS, LocalRule, fit_local_rule
 from tasks.arc_guide.templates import TEMPLATES, apply_step, is_step, task_steps
 
 NAMES = tuple(PRIMITIVES)  # the whole-grid primitives (DSL v1)
@@ -46,7 +49,8 @@ STEP_COST = 0.05  # added per step: among equally likely programs, shorter ones 
 Pair = tuple[np.ndarray, np.ndarray]
 
 
-Solution = tuple[tuple[str, ...], Optional[np.ndarray]]  # (program, colour map or None)
+# (program, finisher): None, a (10,) colour map, or a LocalRule fitted on the train pairs
+Solution = tuple[tuple[str, ...], "Optional[np.ndarray | LocalRule]"]
 
 
 @dataclass
@@ -54,7 +58,7 @@ class SearchResult:
     """What :func:`search` found: ``program`` is None when nothing was accepted in budget."""
 
     program: Optional[tuple[str, ...]]  # the first solution's program
-    colour_map: Optional[np.ndarray]  # (10,) uint8: colour c becomes colour_map[c]; None = no map
+    colour_map: "Optional[np.ndarray | LocalRule]"  # (10,) uint8 map (c -> colour_map[c]), a local rule, or None
     evaluated: int  # programs evaluated (the budget's unit) until the first solution, or in all
     pruned_duplicates: int = 0  # evaluated programs whose grids repeated an earlier program's
     trace: list[tuple[str, ...]] = field(default_factory=list)  # evaluation order, when asked for
@@ -145,6 +149,7 @@ def search(
     attempts: int = 1,
     deadline: Optional[float] = None,
     templates: bool = False,
+    local_rules: bool = False,
 ) -> SearchResult:
     """Best-first search for up to ``attempts`` programs solving ``train``; see the module
     docstring. ``probabilities`` are in NAMES_V2 order with ``templates``, else NAMES order."""
@@ -221,15 +226,41 @@ def search(
             solved_keys.add(key)
         else:
             push_children(program, grids, cost)
+    if local_rules and not done:
+        # fallback: a neighbourhood rule on the inputs themselves, for attempts no program filled
+        for neighbourhood in NEIGHBOURHOODS:
+            rule = fit_local_rule(inputs, targets, neighbourhood)
+            if rule is not None and not done:
+                done = _consider_rule(rule, result, test_inputs, predicted, attempts)
     if not result.solutions:
         result.evaluated = result.evaluated_total
     return result
 
 
-def apply_solution(program: Sequence[str], colour_map: Optional[np.ndarray], grid: np.ndarray) -> np.ndarray:
-    """Run a found program (and its colour map) on one grid; raises NotApplicable."""
+def _consider_rule(rule: LocalRule, result: SearchResult, test_inputs: Optional[Sequence[np.ndarray]],
+                   predicted: set[bytes], attempts: int) -> bool:
+    """Add ``((), rule)`` as a solution when it predicts every test input, differently from
+    the solutions so far; True when the search has its attempts."""
+    if test_inputs is not None:
+        try:
+            key = grids_key([rule.apply(g) for g in test_inputs])
+        except NotApplicable:
+            return False
+        if key in predicted:
+            return False
+        predicted.add(key)
+    if not result.solutions:
+        result.program, result.colour_map, result.evaluated = (), rule, result.evaluated_total
+    result.solutions.append(((), rule))
+    return len(result.solutions) >= attempts
+
+
+def apply_solution(program: Sequence[str], colour_map: "Optional[np.ndarray | LocalRule]", grid: np.ndarray) -> np.ndarray:
+    """Run a found program (and its colour map or local rule) on one grid; raises NotApplicable."""
     out = np.ascontiguousarray(grid, dtype=np.uint8)
     for name in program:
         out = apply_any(name, out)
+    if isinstance(colour_map, LocalRule):
+        return colour_map.apply(out)
     return colour_map[out] if colour_map is not None else out
 

