@@ -162,20 +162,7 @@ def search(
     def consider(program: tuple[str, ...], grids: list[np.ndarray]) -> bool:
         """Record ``program`` if it is a new solution; True when the search is done."""
         ok, mapping = _accept(grids, targets, colour_map)
-        if not ok:
-            return False
-        if test_inputs is not None:
-            try:
-                key = grids_key([apply_solution(program, mapping, g) for g in test_inputs])
-            except NotApplicable:
-                return False
-            if key in predicted:
-                return False
-            predicted.add(key)
-        if not result.solutions:
-            result.program, result.colour_map, result.evaluated = program, mapping, result.evaluated_total
-        result.solutions.append((program, mapping))
-        return len(result.solutions) >= attempts
+        return ok and _record(program, mapping, result, test_inputs, predicted, attempts)
 
     seen = {grids_key(inputs)}
     solved_keys: set[bytes] = set()  # train grids of the solutions
@@ -231,27 +218,28 @@ def search(
         for neighbourhood in NEIGHBOURHOODS:
             rule = fit_local_rule(inputs, targets, neighbourhood)
             if rule is not None and not done:
-                done = _consider_rule(rule, result, test_inputs, predicted, attempts)
+                done = _record((), rule, result, test_inputs, predicted, attempts)
     if not result.solutions:
         result.evaluated = result.evaluated_total
     return result
 
 
-def _consider_rule(rule: LocalRule, result: SearchResult, test_inputs: Optional[Sequence[np.ndarray]],
-                   predicted: set[bytes], attempts: int) -> bool:
-    """Add ``((), rule)`` as a solution when it predicts every test input, differently from
-    the solutions so far; True when the search has its attempts."""
+def _record(program: tuple[str, ...], finisher: "Optional[np.ndarray | LocalRule]", result: SearchResult,
+            test_inputs: Optional[Sequence[np.ndarray]], predicted: set[bytes], attempts: int) -> bool:
+    """Add an accepted (program, finisher) to ``result`` when it applies to every test
+    input and predicts differently from the solutions so far; True when the search has its
+    attempts."""
     if test_inputs is not None:
         try:
-            key = grids_key([rule.apply(g) for g in test_inputs])
+            key = grids_key([apply_solution(program, finisher, g) for g in test_inputs])
         except NotApplicable:
             return False
         if key in predicted:
             return False
         predicted.add(key)
     if not result.solutions:
-        result.program, result.colour_map, result.evaluated = (), rule, result.evaluated_total
-    result.solutions.append(((), rule))
+        result.program, result.colour_map, result.evaluated = program, finisher, result.evaluated_total
+    result.solutions.append((program, finisher))
     return len(result.solutions) >= attempts
 
 
