@@ -18,6 +18,7 @@ import torch
 from core import checkpoint, registry
 from core.config import from_dict
 from core.errors import UserError
+from core.runtime import resolve_device
 
 
 class Loaded(NamedTuple):
@@ -25,20 +26,6 @@ class Loaded(NamedTuple):
     cfg: Any  # the run's resolved config
     model: torch.nn.Module  # on the device, in eval mode
     meta: dict[str, Any]  # what the task's checkpoint_meta(cfg) saved
-
-
-def resolve_device(requested: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA when torch sees a GPU, else CPU; ``cuda`` without a GPU is a UserError."""
-    if isinstance(requested, torch.device):
-        return requested
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {requested} was requested but torch sees no CUDA GPU "
-                        f"(torch {torch.__version__}); use --device cpu or auto")
-    if requested != "cpu" and not requested.startswith("cuda"):
-        raise UserError(f"unknown device {requested!r}; use auto, cpu or cuda")
-    return torch.device(requested)
 
 
 def load_for_inference(path: str | Path, device: str | torch.device = "auto",

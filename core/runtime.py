@@ -13,11 +13,19 @@ import torch
 from core.errors import UserError
 
 
-def pick_device(requested: str, accelerator_device: torch.device) -> None:
-    """Fail early when ``--device cuda`` is asked for on a machine without CUDA."""
-    if requested == "cuda" and accelerator_device.type != "cuda":
-        raise UserError("--device cuda was requested but torch sees no CUDA GPU "
+def resolve_device(requested: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA when torch sees a GPU, else CPU; ``cuda`` without a GPU is a
+    UserError (training checks ``--device`` with it before anything is built)."""
+    if isinstance(requested, torch.device):
+        return requested
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {requested} was requested but torch sees no CUDA GPU "
                         f"(torch {torch.__version__}); use --device cpu or auto")
+    if requested != "cpu" and not requested.startswith("cuda"):
+        raise UserError(f"unknown device {requested!r}; use auto, cpu or cuda")
+    return torch.device(requested)
 
 
 def seed_everything(seed: int) -> None:

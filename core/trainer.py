@@ -34,7 +34,7 @@ from core.logging import (MetricsLog, MetricsWindow, ProgressBar, memory_in_use_
 from core.plan import Progress, StepPlan
 from core.precision import Precision
 from core.run_state import RunState, read_resume_state
-from core.runtime import pick_device, preserved_rng, seed_everything, set_cpu_threads
+from core.runtime import preserved_rng, resolve_device, seed_everything, set_cpu_threads
 from core.schedule import lr_multiplier
 from core.step import APPLIED, NONFINITE, train_step
 
@@ -61,7 +61,7 @@ def fit(task: Any, cfg: Any, run_dir: str | Path, resume: bool = False) -> dict[
     accelerator = Accelerator(cpu=t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available()),
                               mixed_precision="no")
     device, main, world = accelerator.device, accelerator.is_main_process, accelerator.num_processes
-    pick_device(t.device, device)
+    resolve_device(t.device)  # --device cuda on a machine without CUDA: a clear error, now
     checkpoints = CheckpointManager(run_dir, keep_last=t.keep_last)
     restored = read_resume_state(checkpoints, cfg) if resume else None  # a resumed "auto" keeps its batch
     seed_everything(t.seed)

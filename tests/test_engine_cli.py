@@ -41,6 +41,16 @@ def test_config_errors_exit_2_with_one_line(tmp_path, args, expected):
     assert expected in line
 
 
+def test_a_device_this_machine_lacks_is_one_line_before_training(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: --device cuda is valid here")
+    line = one_error_line(run_train("toy", "--run-dir", str(tmp_path / "run"), "--device", "cuda"))
+    assert "--device cuda was requested but torch sees no CUDA GPU" in line
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_config_file_errors_name_the_file_and_key(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[trainer]\nlr = 'fast'\n")

@@ -30,6 +30,7 @@ from pydantic import Field
 from torch import nn
 from torch.utils.data import Dataset
 
+from core.batch_size.probes import PROBE_ENV
 from core.config import RunConfig, Section, TrainerConfig
 from core.task import Task, model_device
 
@@ -104,7 +105,7 @@ class ToyTask(Task):
         x, y = batch
         logits = model(x).float()
         # a batch-size probe process (core/batch_size/probes.py) runs the step too: no faults there
-        fault = cfg.fault if os.environ.get("TWOTRACK_MEMORY_PROBE") != "1" else ToyFault()
+        fault = cfg.fault if os.environ.get(PROBE_ENV) != "1" else ToyFault()
         if model.training:
             self.loss_calls += 1
             if self.loss_calls in fault.grad_overflow_at:
