@@ -230,3 +230,17 @@ def test_the_guide_predicts_the_same_on_a_gpu(user_run):
     gpu_guide = Guide.load(checkpoint, device="cuda")
     assert gpu_guide.device.type == "cuda"
     assert np.abs(gpu_guide.probabilities_batch(tasks) - cpu).max() < 1e-3
+
+
+def test_pairs_given_as_arrays_are_checked_like_json_grids():
+    from core.errors import DataError
+    from tasks.arc_guide.guide import as_pairs
+
+    (i, o), = as_pairs([(np.ones((2, 3), dtype=np.int64), [[1, 2]])])
+    assert i.dtype == o.dtype == np.uint8 and i.shape == (2, 3) and o.tolist() == [[1, 2]]
+    with pytest.raises(DataError, match="task 7: pair 0 output: .*0..9"):
+        as_pairs([(np.ones((2, 2), dtype=np.int32), np.full((2, 2), 10))], "task 7")
+    with pytest.raises(DataError, match="task 7: pair 1 input: .*31 x 1"):
+        as_pairs([([[1]], [[2]]), (np.zeros((31, 1), dtype=np.uint8), [[1]])], "task 7")
+    with pytest.raises(DataError, match="integer colours"):  # floats take the JSON parser's path
+        as_pairs([(np.ones((2, 2)), [[1]])])

@@ -16,6 +16,7 @@ loader (core.inference.load_for_inference: nothing in the file runs).
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,6 +26,7 @@ import torch
 from core.errors import DataError
 from core.inference import load_for_inference
 from tasks.arc_guide.arc_tasks import parse_grid
+from tasks.arc_guide.dsl import MAX_SIDE, N_COLOURS
 from tasks.arc_guide.task import ArcGuideTask, collate_records, vocabulary
 
 PAIR_CELLS_PER_BATCH = 200_000  # grid cells of one batched forward: bounds its memory (~100 MB)
@@ -42,9 +44,20 @@ def as_pairs(task: Any, where: str = "task") -> list[tuple[np.ndarray, np.ndarra
             pair = (pair["input"], pair["output"])
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             raise DataError(f"{where}: pair {k} is not an (input, output) pair")
-        pairs.append(tuple(parse_grid(g.tolist() if isinstance(g, np.ndarray) else g, f"{where}: pair {k} {side}")
-                           for g, side in zip(pair, ("input", "output"))))
+        pairs.append(tuple(_grid(g, f"{where}: pair {k} {side}") for g, side in zip(pair, ("input", "output"))))
     return pairs
+
+
+def _grid(value: Any, where: str) -> np.ndarray:
+    """One grid as a uint8 array. An integer array (a solver's or the loader's own) is
+    checked whole in numpy; anything else goes through the JSON grid parser."""
+    if isinstance(value, np.ndarray) and value.ndim == 2 and np.issubdtype(value.dtype, np.integer):
+        h, w = value.shape
+        if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE) or value.min() < 0 or value.max() >= N_COLOURS:
+            raise DataError(f"{where}: expected 1..{MAX_SIDE} x 1..{MAX_SIDE} integer colours 0..9, "
+                            f"got a {h} x {w} array of {value.min()}..{value.max()}")
+        return np.ascontiguousarray(value, dtype=np.uint8)
+    return parse_grid(value.tolist() if isinstance(value, np.ndarray) else value, where)
 
 
 class Guide:
@@ -86,11 +99,14 @@ class Guide:
         items = [(as_pairs(t, f"task {k}")[: self.max_pairs], k) for k, t in enumerate(tasks)]
         out = np.zeros((len(items), len(self.vocabulary)), dtype=np.float64)
         batch: list[tuple[list, int]] = []
+        padded = (0, 0, 0)  # (K, H, W) of ``batch`` as collate_records pads it
         for item in items:
-            if batch and (len(batch) >= batch_size or _padded_cells(batch + [item]) > PAIR_CELLS_PER_BATCH):
+            grown = tuple(max(a, b) for a, b in zip(padded, _extent(item[0])))
+            if batch and (len(batch) >= batch_size or (len(batch) + 1) * 2 * math.prod(grown) > PAIR_CELLS_PER_BATCH):
                 self._forward(batch, out)
-                batch = []
+                batch, grown = [], _extent(item[0])
             batch.append(item)
+            padded = grown
         if batch:
             self._forward(batch, out)
         return out
@@ -105,9 +121,6 @@ class Guide:
         return {name: float(p) for name, p in zip(self.vocabulary, row)}
 
 
-def _padded_cells(batch: list[tuple[list, int]]) -> int:
-    """Cells of the (B, K, 2, H, W) batch collate_records would build."""
-    k = max(len(pairs) for pairs, _ in batch)
-    h = max(g.shape[0] for pairs, _ in batch for pair in pairs for g in pair)
-    w = max(g.shape[1] for pairs, _ in batch for pair in pairs for g in pair)
-    return len(batch) * k * 2 * h * w
+def _extent(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[int, int, int]:
+    """(pairs, largest rows, largest cols) of one task."""
+    return (len(pairs), max(g.shape[0] for pair in pairs for g in pair), max(g.shape[1] for pair in pairs for g in pair))
