@@ -38,7 +38,8 @@ def _copy(view: np.ndarray) -> Grid:
     return np.array(view, order="C")  # always a copy, even of an already contiguous view
 
 
-def _bounded(grid: Grid) -> Grid:
+def bounded(grid: Grid) -> Grid:
+    """``grid`` itself when it is a valid ARC shape (2-D, 1..30 a side); NotApplicable otherwise."""
     if grid.ndim != 2 or not (1 <= grid.shape[0] <= MAX_SIDE and 1 <= grid.shape[1] <= MAX_SIDE):
         raise NotApplicable(f"result shape {grid.shape} is outside 1..{MAX_SIDE} x 1..{MAX_SIDE}")
     return grid
@@ -269,7 +270,7 @@ IDEMPOTENT = frozenset({
 
 def apply_primitive(name: str, grid: Grid) -> Grid:
     """Apply one primitive, checking the result stays inside ARC bounds."""
-    return _bounded(PRIMITIVES[name](grid))
+    return bounded(PRIMITIVES[name](grid))
 
 
 def run_program(program: Sequence[str], grid: Grid) -> Grid:

@@ -35,6 +35,7 @@ from core.errors import UserError, exit_on_user_error
 from tasks.arc_guide.dsl import (
     DIHEDRAL, IDEMPOTENT, MAX_SIDE, PRIMITIVES, NotApplicable, apply_primitive, run_program,
 )
+from tasks.arc_guide.templates import apply_any, run_steps
 
 SEARCH_DEPTH = 3  # exhaustive search for shorter programs covers lengths 0..3 (all of --max-length 4)
 MAX_ATTEMPTS = 200  # programs/inputs tried per record before giving up (never hit in practice)
@@ -101,9 +102,10 @@ def _pruned(last: str | None, step: str) -> bool:
     return (last in DIHEDRAL and step in DIHEDRAL) or (last == step and step in IDEMPOTENT)
 
 
-def _reproduces(program: Sequence[str], pairs: Sequence[Pair]) -> bool:
+def reproduces(program: Sequence[str], pairs: Sequence[Pair]) -> bool:
+    """Whether ``program`` (primitives and template steps) maps every input to its output."""
     try:
-        return all(np.array_equal(run_program(program, i), o) for i, o in pairs)
+        return all(np.array_equal(run_steps(program, i), o) for i, o in pairs)
     except NotApplicable:
         return False
 
@@ -122,7 +124,7 @@ def shortest_program(pairs: Sequence[Pair], max_depth: int) -> tuple[str, ...] |
     """
     first_in, first_out = pairs[0]
     target = _key(first_out)
-    if _key(first_in) == target and _reproduces((), pairs):
+    if _key(first_in) == target and reproduces((), pairs):
         return ()
     # level: state key -> (grid of pair 0, programs reaching it in lexicographic order)
     level: dict[bytes, tuple[np.ndarray, list[tuple[str, ...]]]] = {_key(first_in): (first_in, [()])}
@@ -147,7 +149,7 @@ def shortest_program(pairs: Sequence[Pair], max_depth: int) -> tuple[str, ...] |
                 elif key not in seen:
                     nxt[key] = (out, progs)
         for program in sorted(hits, key=lambda p: [_NAMES.index(n) for n in p]):
-            if _reproduces(program, pairs):
+            if reproduces(program, pairs):
                 return program
         seen.update(nxt)
         level = nxt
@@ -166,7 +168,7 @@ def canonical_program(program: Sequence[str], pairs: Sequence[Pair]) -> tuple[st
         shrunk = False
         for i in range(len(program)):
             shorter = program[:i] + program[i + 1 :]
-            if _reproduces(shorter, pairs):
+            if reproduces(shorter, pairs):
                 program, shrunk = shorter, True
                 break
     return program
@@ -183,10 +185,10 @@ def _input_score(grid: np.ndarray) -> float:
 
 
 def has_noop_step(program: Sequence[str], pairs: Sequence[Pair]) -> bool:
-    """True if some step leaves every pair's grid unchanged."""
+    """True if some step (a primitive or template step) leaves every pair's grid unchanged."""
     grids = [i for i, _ in pairs]
     for name in program:
-        new = [apply_primitive(name, g) for g in grids]
+        new = [apply_any(name, g) for g in grids]
         if all(np.array_equal(a, b) for a, b in zip(grids, new)):
             return True
         grids = new

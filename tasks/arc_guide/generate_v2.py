@@ -21,8 +21,8 @@ import numpy as np
 
 from tasks.arc_guide.dsl import PRIMITIVES, NotApplicable
 from tasks.arc_guide.scenes import FAMILIES, scene, style
-from tasks.arc_guide.search import apply_solution
-from tasks.arc_guide.templates import task_steps, template_of
+from tasks.arc_guide.generate import has_noop_step, reproduces
+from tasks.arc_guide.templates import run_steps, task_steps, template_of
 
 MAX_ATTEMPTS = 400
 # templates that have something to do on each family's scenes
@@ -42,17 +42,6 @@ TEMPLATE_SHARE = 0.7  # a step is a template this often, else a whole-grid primi
 Pair = tuple[np.ndarray, np.ndarray]
 
 
-def _run(program: Sequence[str], grid: np.ndarray) -> np.ndarray:
-    return apply_solution(program, None, grid)
-
-
-def _reproduces(program: Sequence[str], pairs: Sequence[Pair]) -> bool:
-    try:
-        return all(np.array_equal(_run(program, i), o) for i, o in pairs)
-    except NotApplicable:
-        return False
-
-
 def passes_filters(program: Sequence[str], pairs: Sequence[Pair]) -> bool:
     """The module docstring's filters (the program already applied to every pair)."""
     inputs = [i for i, _ in pairs]
@@ -60,25 +49,19 @@ def passes_filters(program: Sequence[str], pairs: Sequence[Pair]) -> bool:
         return False
     if any(np.array_equal(i, o) or len(np.unique(o)) == 1 for i, o in pairs):
         return False
-    grids = inputs
-    for step in program:
-        new = [_run((step,), g) for g in grids]
-        if all(np.array_equal(a, b) for a, b in zip(grids, new)):
-            return False  # a dead step
-        grids = new
-    return True
+    return not has_noop_step(program, pairs)  # a dead step
 
 
 def shortest_found(program: tuple[str, ...], pairs: Sequence[Pair], steps: Sequence[str]) -> tuple[str, ...]:
     """The shortest program found that reproduces ``pairs`` (module docstring)."""
     if len(program) >= 2:
         for step in steps:
-            if _reproduces((step,), pairs):
+            if reproduces((step,), pairs):
                 return (step,)
     for length in range(1, len(program)):
         for kept in itertools.combinations(range(len(program)), length):
             shorter = tuple(program[k] for k in kept)
-            if _reproduces(shorter, pairs):
+            if reproduces(shorter, pairs):
                 return shorter
     return program
 
@@ -115,7 +98,7 @@ def make_record_v2(seed: int, index: int, pairs: int = 3, max_length: int = 3) -
         if len(program) != length:
             continue
         try:
-            outputs = [_run(program, g) for g in inputs]
+            outputs = [run_steps(program, g) for g in inputs]
         except NotApplicable:
             continue
         pair_list = list(zip(inputs, outputs))

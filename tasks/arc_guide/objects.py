@@ -23,7 +23,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 from scipy import ndimage
 
-N_COLOURS = 10
+from tasks.arc_guide.dsl import N_COLOURS
+
 DIRECTIONS = {  # name -> (drow, dcol)
     "up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1),
     "up_left": (-1, -1), "up_right": (-1, 1), "down_left": (1, -1), "down_right": (1, 1),

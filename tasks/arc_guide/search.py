@@ -37,9 +37,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from tasks.arc_guide.dsl import DIHEDRAL, IDEMPOTENT, N_COLOURS, PRIMITIVES, NotApplicable, apply_primitive
+from tasks.arc_guide.dsl import DIHEDRAL, IDEMPOTENT, N_COLOURS, PRIMITIVES, NotApplicable
 from tasks.arc_guide.local_rules import NEIGHBOURHOODS, LocalRule, fit_local_rule
-from tasks.arc_guide.templates import TEMPLATES, apply_step, is_step, task_steps
+from tasks.arc_guide.templates import TEMPLATES, apply_any, run_steps, task_steps
 
 NAMES = tuple(PRIMITIVES)  # the whole-grid primitives (DSL v1)
 NAMES_V2 = NAMES + tuple(TEMPLATES)  # plus the object-level templates (their arguments come per task)
@@ -89,11 +89,6 @@ def expand_steps(train: Sequence[Pair], probabilities: Sequence[float], template
             step_cost += [costs[k] + np.log(len(instances))] * len(instances)
     order = np.argsort(np.asarray(step_cost), kind="stable")
     return [steps[i] for i in order], np.asarray(step_cost)[order]
-
-
-def apply_any(step: str, grid: np.ndarray) -> np.ndarray:
-    """A whole-grid primitive or a template step, by name."""
-    return apply_step(step, grid) if is_step(step) else apply_primitive(step, grid)
 
 
 def grids_key(grids: Sequence[np.ndarray]) -> bytes:
@@ -245,9 +240,7 @@ def _record(program: tuple[str, ...], finisher: "Optional[np.ndarray | LocalRule
 
 def apply_solution(program: Sequence[str], colour_map: "Optional[np.ndarray | LocalRule]", grid: np.ndarray) -> np.ndarray:
     """Run a found program (and its colour map or local rule) on one grid; raises NotApplicable."""
-    out = np.ascontiguousarray(grid, dtype=np.uint8)
-    for name in program:
-        out = apply_any(name, out)
+    out = run_steps(program, np.ascontiguousarray(grid, dtype=np.uint8))
     if isinstance(colour_map, LocalRule):
         return colour_map.apply(out)
     return colour_map[out] if colour_map is not None else out

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from tasks.arc_guide import objects as ob
-from tasks.arc_guide.dsl import MAX_SIDE, NotApplicable
+from tasks.arc_guide.dsl import MAX_SIDE, NotApplicable, apply_primitive, bounded
 
 Grid = np.ndarray
 Pair = tuple[np.ndarray, np.ndarray]
@@ -36,12 +36,6 @@ def _segment(key: bytes, shape: tuple[int, int], connectivity: int, multicolour:
 def segment(grid: Grid, connectivity: int, multicolour: bool) -> list[ob.Obj]:
     """objects.objects with the background the most common colour, cached by content."""
     return list(_segment(np.ascontiguousarray(grid, dtype=np.uint8).tobytes(), grid.shape, connectivity, multicolour))
-
-
-def _bounded(grid: Grid) -> Grid:
-    if not (1 <= grid.shape[0] <= MAX_SIDE and 1 <= grid.shape[1] <= MAX_SIDE):
-        raise NotApplicable(f"result shape {grid.shape} is outside ARC bounds")
-    return np.ascontiguousarray(grid, dtype=np.uint8)
 
 
 def _selected(grid: Grid, selector: str, connectivity: int, multicolour: bool) -> ob.Obj:
@@ -60,7 +54,7 @@ def _flag(multicolour: str) -> bool:
 
 def crop_selected(g: Grid, selector: str, connectivity: int, multicolour: str) -> Grid:
     """The selected object's box, background elsewhere."""
-    return _bounded(ob.crop(_selected(g, selector, connectivity, _flag(multicolour)), ob.background(g)))
+    return ob.crop(_selected(g, selector, connectivity, _flag(multicolour)), ob.background(g))
 
 
 def keep_selected(g: Grid, selector: str, connectivity: int, multicolour: str) -> Grid:
@@ -114,7 +108,7 @@ def crop_hole(g: Grid, hole: int) -> Grid:
     patch = done[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
     if (patch == hole).any():
         raise NotApplicable("the symmetries do not reach the hole")
-    return _bounded(patch)
+    return patch.copy()
 
 
 def lines_from(g: Grid, colour: int, direction: str) -> Grid:
@@ -179,7 +173,7 @@ def overlay_parts(g: Grid, split: str, op: str, colour: int) -> Grid:
         raise NotApplicable("parts of different shapes")
     bg = ob.background(g) if split != "separator" else _part_background(a, b)
     mask = OVERLAYS[op](a != bg, b != bg)
-    return _bounded(np.where(mask, np.uint8(colour), np.uint8(bg)).astype(np.uint8))
+    return np.where(mask, np.uint8(colour), np.uint8(bg)).astype(np.uint8)
 
 
 def _part_background(a: Grid, b: Grid) -> int:
@@ -194,7 +188,7 @@ def select_part(g: Grid, selector: str) -> Grid:
     bg = _part_background(parts[0].patch, parts[-1].patch)
     as_objects = [ob.Obj(p.top, p.left, p.patch, p.patch != bg) for p in parts]
     chosen = _select_parts(as_objects, selector, g.shape)
-    return _bounded(parts[as_objects.index(chosen)].patch.copy())
+    return parts[as_objects.index(chosen)].patch.copy()
 
 
 def _select_parts(parts: list[ob.Obj], selector: str, shape: tuple[int, int]) -> ob.Obj:
@@ -255,7 +249,7 @@ def crop_colour(g: Grid, colour: int, inside: str) -> Grid:
         top, bottom, left, right = top + 1, bottom - 1, left + 1, right - 1
         if bottom <= top or right <= left:
             raise NotApplicable("no inside")
-    return _bounded(g[top:bottom, left:right].copy())
+    return g[top:bottom, left:right].copy()
 
 
 def parts_to_cells(g: Grid, rule: str) -> Grid:
@@ -280,7 +274,7 @@ def parts_to_cells(g: Grid, rule: str) -> Grid:
         if len(cells):
             out[tops.index(p.top), lefts.index(p.left)] = (
                 int(np.bincount(cells, minlength=10).argmax()) if rule == "majority" else overall)
-    return _bounded(out)
+    return out
 
 
 # --------------------------------------------------------------------------- registry
@@ -374,6 +368,19 @@ def is_step(name: str) -> bool:
 
 
 def apply_step(step: str, grid: Grid) -> Grid:
-    """Run a template step by its name on ``grid``; NotApplicable when undefined."""
+    """Run a template step by its name on ``grid``; NotApplicable when undefined or when
+    the result leaves ARC bounds (checked here once, as dsl.apply_primitive does)."""
     template, args = _parse(step)
-    return template.function(grid, *args)
+    return bounded(template.function(grid, *args))
+
+
+def apply_any(step: str, grid: Grid) -> Grid:
+    """A whole-grid primitive (tasks.arc_guide.dsl) or a template step, by name."""
+    return apply_step(step, grid) if is_step(step) else apply_primitive(step, grid)
+
+
+def run_steps(program: Sequence[str], grid: Grid) -> Grid:
+    """``program`` (names of primitives and template steps) applied left to right."""
+    for step in program:
+        grid = apply_any(step, grid)
+    return grid
