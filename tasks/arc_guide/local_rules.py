@@ -66,10 +66,10 @@ def fit_local_rule(inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray],
     neighbourhood needs two colours, or the rule changes nothing)."""
     if any(i.shape != t.shape for i, t in zip(inputs, targets)):
         return None
-    keys = np.concatenate([codes(i, neighbourhood) for i in inputs])
-    colours = np.concatenate([t.ravel() for t in targets]).astype(np.int64)
     if all(np.array_equal(i, t) for i, t in zip(inputs, targets)):
         return None
+    keys = np.concatenate([codes(i, neighbourhood) for i in inputs])
+    colours = np.concatenate([t.ravel() for t in targets]).astype(np.int64)
     pairs = np.unique(keys * 16 + colours)  # distinct (neighbourhood, colour) pairs, sorted by key
     unique_keys = pairs // 16
     if len(np.unique(unique_keys)) != len(unique_keys):

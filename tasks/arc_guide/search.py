@@ -211,8 +211,10 @@ def search(
     if local_rules and not done:
         # fallback: a neighbourhood rule on the inputs themselves, for attempts no program filled
         for neighbourhood in NEIGHBOURHOODS:
+            if done:
+                break
             rule = fit_local_rule(inputs, targets, neighbourhood)
-            if rule is not None and not done:
+            if rule is not None:
                 done = _record((), rule, result, test_inputs, predicted, attempts)
     if not result.solutions:
         result.evaluated = result.evaluated_total
