@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 
 from benchmarks.results_io import REPO, add_out_argument, given_argv, provenance, report
+from core import procfs
 from core.atomic import atomic_write
 
 DEFAULT_QUALITY = 0.85  # configs/arc_guide/demo.toml's: a filter that drops records
@@ -60,11 +61,10 @@ def _rss_bytes() -> int:
 def _peak_bytes() -> int:
     """VmHWM: this process's resident high-water mark (see core.logging.peak_rss_bytes; not
     ru_maxrss, which Linux carries over from the parent across fork and exec)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise OSError("no VmHWM in /proc/self/status")
+    peak = procfs.kib_field_bytes("/proc/self/status", "VmHWM")
+    if peak is None:
+        raise OSError("no VmHWM in /proc/self/status")
+    return peak
 
 
 def _smaps_rollup(pid: int) -> dict[str, int]:

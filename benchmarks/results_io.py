@@ -34,7 +34,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from core import atomic
+from core import atomic, procfs
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"  # where committed records live (written only via --out)
@@ -132,28 +132,12 @@ def commit() -> str:
         return "unknown"
 
 
-def _proc_field(path: str, key: str) -> str | None:
-    try:
-        with open(path) as f:
-            for line in f:
-                name, sep, value = line.partition(":")
-                if sep and name.strip() == key:
-                    return value.strip()
-    except OSError:
-        pass
-    return None
-
-
 def machine() -> dict[str, Any]:
     import torch
 
     from core.runtime import physical_cores
 
-    mem_kib = _proc_field("/proc/meminfo", "MemTotal")
-    if mem_kib:
-        ram = int(mem_kib.split()[0]) * 1024
-    else:  # pragma: no cover - no /proc
-        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    ram = procfs.kib_field_bytes("/proc/meminfo", "MemTotal") or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return {
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -161,7 +145,7 @@ def machine() -> dict[str, Any]:
         "physical_cores": physical_cores(),
         "logical_cpus": os.cpu_count(),
         "ram_bytes": ram,
-        "cpu": _proc_field("/proc/cpuinfo", "model name") or platform.processor() or platform.machine(),
+        "cpu": procfs.field("/proc/cpuinfo", "model name") or platform.processor() or platform.machine(),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
 

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 import torch
 
-from core import atomic
+from core import atomic, procfs
 
 
 def peak_memory_bytes(device: torch.device) -> int:
@@ -49,14 +49,7 @@ def peak_rss_bytes() -> int:
 
 def _proc_status_bytes(key: str) -> int | None:
     """A "kB" field of /proc/self/status in bytes (None where there is no /proc)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    return procfs.kib_field_bytes("/proc/self/status", key)
 
 
 def _clean(value: Any) -> Any:

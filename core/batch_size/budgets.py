@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from core import procfs
+
 WORKER_OVERHEAD_BYTES = 48 << 20  # a forked worker's private pages (interpreter state it touches)
 
 
@@ -48,12 +50,9 @@ def _cgroup_memory_left() -> int | None:
 
 def mem_available() -> int:
     """The kernel's estimate of memory available without swapping (/proc/meminfo)."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    available = procfs.kib_field_bytes("/proc/meminfo", "MemAvailable")
+    if available is not None:
+        return available
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
