@@ -109,9 +109,8 @@ def measure_real_runs(task: Any, cfg: Any, config: Path | None, overrides: list[
                       budget: tuple[float, str], extent: dict[str, Any], steps: int) -> list[dict[str, Any]]:
     """Predicted vs measured peak of real ``train`` processes at three sizes (module docstring)."""
     run_overrides = [f"trainer.max_steps={steps}", "trainer.evaluate=false", "trainer.log_every_steps=1000000",
-                     "trainer.checkpoint_every_steps=1000000"]
-    run_cfg = config_io.load(task, config, [*overrides, *run_overrides])
-    run_cfg.trainer.precision = "fp32"
+                     "trainer.checkpoint_every_steps=1000000", 'trainer.precision="fp32"']
+    run_cfg = config_io.load(task, config, [*overrides, *run_overrides])  # what each train process runs
     model = measure(task, run_cfg, torch.device("cpu"), budget_bytes=budget[0], extent=extent)
     top = local.batch_size
     while top > 1 and model.growth(top) > 0.5 * budget[0]:
@@ -122,7 +121,7 @@ def measure_real_runs(task: Any, cfg: Any, config: Path | None, overrides: list[
         for n in sizes:
             run = Path(work) / f"batch-{n}"
             args = [task.name, "--run-dir", str(run), "--device", "cpu"] + (["--config", str(config)] if config else [])
-            for o in [*overrides, *run_overrides, f"trainer.batch_size={n}", "trainer.precision=\"fp32\""]:
+            for o in [*overrides, *run_overrides, f"trainer.batch_size={n}"]:
                 args += ["--set", o]
             proc = subprocess.run([sys.executable, "-m", "core.cli", *args], capture_output=True, text=True)
             if proc.returncode != 0:
