@@ -244,3 +244,17 @@ def test_pairs_given_as_arrays_are_checked_like_json_grids():
         as_pairs([([[1]], [[2]]), (np.zeros((31, 1), dtype=np.uint8), [[1]])], "task 7")
     with pytest.raises(DataError, match="integer colours"):  # floats take the JSON parser's path
         as_pairs([(np.ones((2, 2)), [[1]])])
+
+
+def test_a_bad_vocabulary_setting_or_a_dataset_without_names_exits_2_with_one_line(tmp_path):
+    rng = np.random.default_rng(9)
+    records = [_record(rng, k) for k in range(20)]
+    path = _write(tmp_path / "user.json", records)
+    twice = _run("core.cli", "arc-guide", "--dataset", str(path), "--run-dir", str(tmp_path / "a"),
+                 "--set", 'data.primitives=["scale_up","reflect_x","scale_up"]')
+    assert twice.returncode == 2 and "Traceback" not in twice.stderr
+    assert len(twice.stderr.strip().splitlines()) == 1 and "listed more than once: scale_up" in twice.stderr
+    nameless = _write(tmp_path / "nameless.json", [{**r, "primitives": []} for r in records])
+    empty = _run("core.cli", "arc-guide", "--dataset", str(nameless), "--run-dir", str(tmp_path / "b"))
+    assert empty.returncode == 2 and "Traceback" not in empty.stderr
+    assert "no record names a primitive" in empty.stderr and "nameless.json" in empty.stderr

@@ -351,3 +351,12 @@ def test_the_search_falls_back_to_a_local_rule_and_keeps_programs_first():
     # a task a program explains keeps that program as its first attempt
     programmed = solve_task(_task(), FixedGuide(_probs(PROGRAM)), budget=5000, max_length=3, local_rules=True)
     assert programmed["solved"] is True and sorted(programmed["program"]) == sorted(PROGRAM)  # steps commute here
+
+
+@pytest.mark.parametrize("flag, value", [("--time-limit", "0"), ("--time-limit", "inf"), ("--workers", "0")])
+def test_solve_refuses_a_limit_that_is_not_positive(flag, value, capsys):
+    from tasks.arc_guide.solve import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--checkpoint", "x.pt", "--tasks", "y.json", flag, value])
+    assert e.value.code == 2 and "expected a positive" in capsys.readouterr().err
