@@ -17,6 +17,7 @@ under). A value the user set (either OpenMP variable, or the oneDNN one) wins.
   that are never reused: resident memory grew by ~1 MB per step, 249 -> 711 MiB over 300
   steps at batch 32 (default config, 2 cores), which no memory plan can foresee. 32 entries
   kept the speed (the fixed-shape primitives stay cached) and bounded the growth (585 MiB).
+  (The canvas sides now take a few size classes, so its shapes recur too.)
 """
 from __future__ import annotations
 

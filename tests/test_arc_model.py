@@ -10,7 +10,10 @@ from tasks.arc_guide import metrics
 from tasks.arc_guide.dsl import PRIMITIVES
 from tasks.arc_guide.generate import write_dataset
 from tasks.arc_guide.dsl import N_COLOURS
-from tasks.arc_guide.model import ChangeEncoder, GuideNet, dihedral_region_permutations
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tasks.arc_guide.model import GAP, ChangeEncoder, GuideNet, dihedral_region_permutations, pack_canvas, size_class
 from tasks.arc_guide.task import ArcGuideTask, collate_records
 
 P = len(PRIMITIVES)
@@ -70,6 +73,33 @@ def test_a_record_scores_the_same_alone_or_next_to_big_grids():
         alone = model(*[collate_records([small])[k] for k in keys])
         mixed = model(*[collate_records([tiny, small, big])[k] for k in keys])
     assert torch.allclose(alone[0], mixed[1], atol=1e-5)
+
+
+@given(st.integers(1, 10**7))
+def test_size_classes_are_few_and_at_most_an_eighth_larger(v):
+    c = size_class(v)
+    assert v <= c <= v + v // 8 and size_class(c) == c  # a class is its own class
+    k = v.bit_length() - 1
+    octave = {size_class(x) for x in range(2**k, 2**(k + 1), max(1, 2**k // 64))}
+    assert len(octave - {2**(k + 1)}) <= 8  # the top of an octave rounds up to the next one's first class
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30), st.integers(1, 30)), min_size=1, max_size=40))
+def test_packed_canvas_pads_with_a_dummy_grid_apart_from_the_real_cells(sides):
+    """The cell lists are padded to size classes by cells of grid N on one dump cell that no
+    real cell uses, GAP rows below every real cell (so no conv reaches across)."""
+    shapes = np.array([(h, w) if h else (0, 0) for h, w in sides])
+    cv = pack_canvas(shapes, (30, 30), 3, torch.device("cpu"))
+    grid, position = cv.grid.numpy(), cv.position.numpy()
+    real = grid < len(shapes)
+    m = int((shapes[:, 0] * shapes[:, 1]).sum())
+    assert real.sum() == m and len(grid) == size_class(m + 1) and (grid[~real] == len(shapes)).all()
+    dump = position[~real]
+    assert (dump == dump[0]).all() and dump[0] not in set(position[real].tolist())
+    assert dump[0] // cv.width >= position[real].max(initial=-10**6) // cv.width + GAP + 1
+    assert cv.height > dump[0] // cv.width and cv.height % 2 == 0 and cv.width % 2 == 0
+    assert len(cv.half) == size_class(int(real[cv.half.numpy()].sum()) + 1)
 
 
 def test_change_encoder_matches_a_plain_per_pair_reference():
