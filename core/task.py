@@ -18,7 +18,8 @@ Class attributes
     name                       registry name (``train <name>``)
     description                the one line ``train --help`` shows
     Config                     pydantic model, a subclass of core.config.RunConfig
-    monitor                    ("metric", "max" | "min"): the ``evaluate`` key that picks best.pt
+    monitor                    ("metric", "max" | "min"): the ``evaluate`` key that picks
+                               best.pt, unless ``monitored(cfg)`` says otherwise
     cli_options                extra flags of ``train <name>``: {"--flag": ("key.path", type, "help")}
     inference_module           the module of the task's inference command, run as
                                ``python -m <module> --checkpoint CKPT <args>``; it loads the
@@ -60,6 +61,9 @@ Optional hooks (defaults below)
                                ``example_batch`` (also in a probe process). Default {}.
     collate_fn(cfg)            -> callable or None (torch's default collate)
     val_batch_size(cfg, train_batch_size) -> the validation loader's batch (whole-volume tasks: 1)
+    monitored(cfg)             -> ("metric", "max" | "min") the run monitors; default
+                               ``monitor``. A task whose config chooses it resolves the
+                               choice in ``build_datasets`` (recorded in config.json)
     batch_len(batch)           -> samples in a CPU batch (for samples/s); default: the
                                leading dimension of the first tensor
     checkpoint_meta(cfg)       -> dict of plain types (str, int, float, bool, None, lists and
@@ -118,6 +122,9 @@ class Task:
 
     def collate_fn(self, cfg: Any) -> Callable | None:
         return None
+
+    def monitored(self, cfg: Any) -> tuple[str, str]:
+        return self.monitor
 
     def val_batch_size(self, cfg: Any, train_batch_size: int) -> int:
         return train_batch_size

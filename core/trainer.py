@@ -159,13 +159,13 @@ def fit(task: Any, cfg: Any, run_dir: str | Path, resume: bool = False) -> dict[
         "skipped_nonfinite": progress.skipped_nonfinite, "scaler_skipped_steps": progress.scaler_skipped_steps,
         "batch_size": plan.batch_size, "batch_size_reason": t.batch_size_reason, "world_size": world,
         "precision": precision.name, "device": str(device), "cpu_threads": threads,
-        "best_metric": {"name": task.monitor[0], "value": progress.best_value, "step": progress.best_step},
+        "best_metric": {"name": task.monitored(cfg)[0], "value": progress.best_value, "step": progress.best_step},
         "final_metrics": final_metrics, "peak_mem_bytes": peak_memory_bytes(device),
         "memory_before_model_bytes": memory_before_model,
     }
     if main:
         write_json(run_dir / "summary.json", summary)
-        plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png", task.monitor[0])
+        plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png", task.monitored(cfg)[0])
     if stopped_by != "completed":
         accelerator.print(f"stopped by {stopped_by} at step {progress.step}; checkpoint saved to {checkpoints.last}. "
                           f"Resume with: train {task.name} --run-dir {run_dir} --resume")
@@ -227,7 +227,7 @@ def _evaluate(state: RunState, model: torch.nn.Module, val_set: Any, plan: StepP
     with torch.no_grad(), state.precision.autocast():
         results = {k: float(v) for k, v in task.evaluate(cfg, state.raw_model, loader).items()}
     model.train()
-    name, mode = task.monitor
+    name, mode = task.monitored(cfg)
     if name not in results:
         raise KeyError(f"task {task.name}'s evaluate returned {sorted(results)}, without its monitored metric {name!r}")
     value = results[name]

@@ -104,7 +104,8 @@ def test_task_meets_the_engine_contract(name, tmp_path, cache):
     best_path = CheckpointManager(reference).best
     loaded_task, loaded_cfg, model, meta = load_for_inference(best_path, "cpu", expected_task=name)
     assert meta == task.checkpoint_meta(loaded_cfg) and not model.training
-    metric, _ = task.monitor
+    metric, _ = loaded_task.monitored(loaded_cfg)
+    assert summary["best_metric"]["name"] == metric
     _, val = loaded_task.build_datasets(loaded_cfg)
     loader = torch.utils.data.DataLoader(val, batch_size=loaded_task.val_batch_size(loaded_cfg, 2),
                                          collate_fn=loaded_task.collate_fn(loaded_cfg))
@@ -129,6 +130,7 @@ def test_every_task_declares_what_the_contract_test_needs():
     for name in TASKS:
         task = registry.get_task(name)
         assert task.inference_module, f"task {name} has no inference_module"
-        assert task.monitor[1] in ("max", "min")
+        cfg = config_io.load(task, REPO / task.smoke_config if task.smoke_config else None)
+        assert task.monitored(cfg)[1] in ("max", "min")
         if task.smoke_config:
             assert (REPO / task.smoke_config).is_file(), f"{name}: {task.smoke_config} is missing"

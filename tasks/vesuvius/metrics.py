@@ -161,3 +161,34 @@ def variation_of_information(pred, gt, ignore_label: int | None = 2) -> float:
 def voi_score(pred, gt, alpha: float = 0.3, ignore_label: int | None = 2) -> float:
     """1 / (1 + alpha * VOI); both masks empty: 1.0."""
     return float(1.0 / (1.0 + alpha * variation_of_information(pred, gt, ignore_label)))
+
+
+LEADERBOARD_WEIGHTS = {"topo_score": 0.30, "surface_dice": 0.35, "voi_score": 0.35}
+
+
+def leaderboard_score(pred, gt, ignore_label: int | None = 2, tolerance: float = 2.0,
+                      topology: bool = True) -> dict:
+    """The competition's per-volume score, ``0.30 TopoScore + 0.35 SurfaceDice@2 + 0.35
+    VOI_score`` clipped to [0, 1], with its parts.
+
+    Returns ``score``, ``topo_score``, ``surface_dice``, ``voi_score`` and ``betti`` (feature
+    counts per dimension 0/1/2: ``matched``, ``pred``, ``gt``, summed over the octants; see
+    tasks/vesuvius/topology.py). Where Betti matching is not installed (or ``topology`` is
+    False), ``score``, ``topo_score`` and ``betti`` are None and ``topology`` holds the one
+    line saying why: never a silent zero.
+    """
+    from tasks.vesuvius import topology as topo
+
+    p, g = _binarise(pred, gt, ignore_label)
+    out: dict = {"surface_dice": surface_dice(p, g, tolerance, None), "voi_score": voi_score(p, g, 0.3, None),
+                 "topo_score": None, "score": None, "betti": None, "topology": ""}
+    if not topology:
+        out["topology"] = "TopoScore not computed (topology off)"
+    elif not topo.available():
+        out["topology"] = topo.unavailable_reason()
+    else:
+        counts = topo.betti_counts(p, g)
+        out["topo_score"], out["betti"] = counts.score(), counts.as_dict()
+        total = sum(w * out[k] for k, w in LEADERBOARD_WEIGHTS.items())
+        out["score"] = float(min(1.0, max(0.0, total)))
+    return out

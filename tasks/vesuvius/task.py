@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,13 +18,15 @@ import torch
 from pydantic import Field, field_validator, model_validator
 
 from core.config import RunConfig, Section, TrainerConfig
+from core.errors import UserError
 from core.paths import cache_dir
 from core.task import Task
 from tasks.vesuvius import data as vdata
 from tasks.vesuvius.features import FEATURES, context_margin
 from tasks.vesuvius.inference import model_input, sliding_window_probs
 from tasks.vesuvius.losses import IGNORE, segmentation_loss
-from tasks.vesuvius.metrics import surface_dice, voi_score
+from tasks.vesuvius import topology
+from tasks.vesuvius.metrics import leaderboard_score
 from tasks.vesuvius.model import UNet3D
 
 SYNTH_VERSION = 2  # bump when synth.py changes what it generates (new cache folder)
@@ -92,6 +95,9 @@ class EvalConfig(Section):
     threshold: float = Field(0.5, gt=0, lt=1)
     windows_per_batch: int = Field(2, ge=1)
     tolerance: float = Field(2.0, ge=0)
+    monitor: Literal["auto", "score", "topo_score", "surface_dice", "voi_score", "loss"] = Field(
+        "auto", description='metric that picks best.pt; "auto" = the leaderboard score where TopoScore can be '
+                            'computed, else surface_dice')
 
 
 class Config(RunConfig):
@@ -141,7 +147,7 @@ class VesuviusTask(Task):
     name = "vesuvius"
     description = "3D scroll-surface segmentation (Vesuvius Challenge): on-device features, 3D U-Net"
     Config = Config
-    monitor = ("surface_dice", "max")
+    monitor = ("score", "max")  # eval.monitor chooses (monitored)
     inference_module = "tasks.vesuvius.predict"
     smoke_config = "configs/vesuvius/smoke.toml"
 
@@ -158,7 +164,12 @@ class VesuviusTask(Task):
         train, val = vdata.split(volumes, d.val_scrolls, d.val_fraction, cfg.trainer.seed)
         margin = context_margin(cfg.features.channels)
         train_ds = vdata.PatchDataset(train, d.patch_size, margin, d.surface_fraction, d.samples_per_volume, cfg.trainer.seed)
+        cfg.eval.monitor = resolve_monitor(cfg.eval.monitor)  # recorded in config.json: a resume keeps it
         return train_ds, vdata.VolumeDataset(val)
+
+    def monitored(self, cfg: Config) -> tuple[str, str]:
+        name = resolve_monitor(cfg.eval.monitor, quiet=True)
+        return name, "min" if name == "loss" else "max"
 
     def val_batch_size(self, cfg: Config, train_batch_size: int) -> int:
         return 1  # validation items are whole volumes of varying shape
@@ -218,11 +229,15 @@ class VesuviusTask(Task):
     def evaluate(self, cfg: Config, model: torch.nn.Module, loader: Any) -> dict[str, float]:
         """Sliding window over each whole validation volume; metrics averaged over volumes.
 
-        Returns surface_dice (tolerance eval.tolerance), voi_score, score (their mean) and
-        loss: the cross-entropy of the blended probabilities on labelled voxels (the training
-        loss needs logits, which blending does not keep).
+        Returns surface_dice (tolerance eval.tolerance), voi_score and, where Betti matching
+        is installed (tasks/vesuvius/topology.py), topo_score and score (the leaderboard's
+        0.30 / 0.35 / 0.35 mix, per volume, then averaged); and loss: the cross-entropy of the
+        blended probabilities on labelled voxels (the training loss needs logits, which
+        blending does not keep).
         """
-        sd, voi, losses = [], [], []
+        scores: dict[str, list[float]] = {}
+        losses = []
+        with_topology = topology.available()
         was_training = model.training
         model.eval()
         for batch in loader:
@@ -233,17 +248,33 @@ class VesuviusTask(Task):
                     cfg.eval.overlap, cfg.eval.mirror_tta, cfg.eval.windows_per_batch,
                 )
                 pred = (prob > cfg.eval.threshold).astype(np.uint8)
-                sd.append(surface_dice(pred, label, cfg.eval.tolerance, IGNORE))
-                voi.append(voi_score(pred, label, 0.3, IGNORE))
+                result = leaderboard_score(pred, label, IGNORE, cfg.eval.tolerance, topology=with_topology)
+                for key in ("score", "topo_score", "surface_dice", "voi_score"):
+                    if result[key] is not None:
+                        scores.setdefault(key, []).append(result[key])
                 valid = label != IGNORE
                 p_true = np.where(label == 1, prob, 1 - prob)[valid]
                 losses.append(float(-np.log(np.clip(p_true, 1e-6, 1)).mean()) if p_true.size else 0.0)
         model.train(was_training)
-        if not sd:  # the engine refuses an empty validation set; never report zeros as scores
-            nan = float("nan")
-            return {"surface_dice": nan, "voi_score": nan, "score": nan, "loss": nan}
-        s, v = float(np.mean(sd)), float(np.mean(voi))
-        return {"surface_dice": s, "voi_score": v, "score": (s + v) / 2, "loss": float(np.mean(losses))}
+        if not losses:  # the engine refuses an empty validation set; never report zeros as scores
+            keys = ("score", "topo_score") * with_topology + ("surface_dice", "voi_score", "loss")
+            return {k: float("nan") for k in keys}
+        return {**{k: float(np.mean(v)) for k, v in scores.items()}, "loss": float(np.mean(losses))}
+
+
+def resolve_monitor(name: str, quiet: bool = False) -> str:
+    """``eval.monitor`` made concrete: "auto" is the leaderboard score where TopoScore can be
+    computed, else surface_dice (saying why, unless ``quiet``). A topology metric asked for
+    where it cannot be computed is a config error."""
+    why = topology.unavailable_reason()
+    if name == "auto":
+        if why and not quiet:
+            print(f"vesuvius: {why}; validation monitors surface_dice", file=sys.stderr)
+        return "surface_dice" if why else "score"
+    if name in ("score", "topo_score") and why:
+        raise UserError(f"eval.monitor = {name!r} needs TopoScore: {why}. Install it, or set "
+                        f"eval.monitor = \"surface_dice\"")
+    return name
 
 
 def augment_geometry(a: AugmentConfig, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
