@@ -85,6 +85,16 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
     return state
 
 
+def update_meta(path: str | Path, extra: dict[str, Any]) -> None:
+    """Merge ``extra`` (plain types) into the checkpoint's ``meta`` and write it back
+    atomically. A best.pt hard link becomes a file of its own; the step file it pointed
+    at keeps the old meta."""
+    path = Path(path)
+    state = load(path)
+    state["meta"] = {**dict(state.get("meta") or {}), **extra}
+    atomic_save(state, path)
+
+
 def _first_line(error: Exception) -> str:
     text = str(error).strip()
     return f"{type(error).__name__}: {text.splitlines()[0][:200]}" if text else type(error).__name__

@@ -69,6 +69,11 @@ Optional hooks (defaults below)
     checkpoint_meta(cfg)       -> dict of plain types (str, int, float, bool, None, lists and
                                dicts of them) saved in every checkpoint as ``meta`` and
                                returned by the inference loader, e.g. a vocabulary
+    after_training(cfg, best_checkpoint, device) -> dict of plain types for summary.json:
+                               work on the finished run's best checkpoint (main process
+                               only, after a completed run with evaluation on), e.g. tuning
+                               post-processing and storing it in the checkpoint's meta
+                               (core.checkpoint.update_meta). Default: nothing, {}
     inference_example(cfg, folder) -> list of arguments (besides ``--checkpoint``) for the
                                inference command, with inputs from the task's own data
                                written into ``folder``; the registry contract test runs it
@@ -122,6 +127,9 @@ class Task:
 
     def collate_fn(self, cfg: Any) -> Callable | None:
         return None
+
+    def after_training(self, cfg: Any, best_checkpoint: Path, device: torch.device) -> dict[str, Any]:
+        return {}
 
     def monitored(self, cfg: Any) -> tuple[str, str]:
         return self.monitor

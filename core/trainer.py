@@ -163,6 +163,8 @@ def fit(task: Any, cfg: Any, run_dir: str | Path, resume: bool = False) -> dict[
         "final_metrics": final_metrics, "peak_mem_bytes": peak_memory_bytes(device),
         "memory_before_model_bytes": memory_before_model,
     }
+    if main and stopped_by == "completed" and t.evaluate and checkpoints.best.is_file():
+        summary["after_training"] = task.after_training(cfg, checkpoints.best, device)
     if main:
         write_json(run_dir / "summary.json", summary)
         plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png", task.monitored(cfg)[0])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -100,6 +101,14 @@ class EvalConfig(Section):
                             'computed, else surface_dice')
 
 
+class PostprocessConfig(Section):
+    """Tuning of tasks/vesuvius/postprocess.py at the end of training (on best.pt)."""
+
+    tune: bool = True
+    tune_volumes: int = Field(8, ge=1, description="validation volumes tuned on")
+    tune_crop: int = Field(192, ge=16, description="centre crop side scored (TopoScore of 320^3 takes minutes)")
+
+
 class Config(RunConfig):
     trainer: TrainerConfig = Field(
         default_factory=lambda: TrainerConfig(
@@ -112,6 +121,7 @@ class Config(RunConfig):
     loss: LossConfig = Field(default_factory=LossConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
 
     @model_validator(mode="after")
     def _patch_fits_the_unet(self) -> "Config":
@@ -166,6 +176,18 @@ class VesuviusTask(Task):
         train_ds = vdata.PatchDataset(train, d.patch_size, margin, d.surface_fraction, d.samples_per_volume, cfg.trainer.seed)
         cfg.eval.monitor = resolve_monitor(cfg.eval.monitor)  # recorded in config.json: a resume keeps it
         return train_ds, vdata.VolumeDataset(val)
+
+    def after_training(self, cfg: Config, best_checkpoint: Path, device: torch.device) -> dict[str, Any]:
+        """Tune post-processing on the validation volumes and store it in best.pt's meta."""
+        if not cfg.postprocess.tune:
+            return {}
+        from tasks.vesuvius.postprocess import tune_checkpoint
+
+        started = time.perf_counter()
+        result = tune_checkpoint(best_checkpoint, str(device), log=lambda line: print(line, file=sys.stderr))
+        print(f"post-processing tuned by {result['objective']} on {result['volumes']} validation volume(s), stored in "
+              f"{best_checkpoint}: {result['params']}", file=sys.stderr)
+        return {"postprocess": {**result, "seconds": round(time.perf_counter() - started, 1)}}
 
     def monitored(self, cfg: Config) -> tuple[str, str]:
         name = resolve_monitor(cfg.eval.monitor, quiet=True)
