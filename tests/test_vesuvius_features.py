@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 
 from core.errors import UserError
 from tasks.vesuvius.features import (
+    CHANNELS,
     FEATURES,
+    Channel,
     compute_features,
     compute_features_reference,
     context_margin,
@@ -108,3 +110,24 @@ def test_features_on_cuda_match_scipy():
     got = compute_features(torch.from_numpy(vol)[None, None].cuda())
     assert got.device.type == "cuda"
     np.testing.assert_allclose(got[0].cpu().numpy(), compute_features_reference(vol), atol=1e-3)
+
+
+def test_a_new_channel_is_one_record(monkeypatch):
+    """Registering one Channel record is all a new feature needs: the device version, the
+    scipy reference, the normalisation and the context margin all follow from it."""
+    from scipy import ndimage
+
+    record = Channel("gaussian_sigma4", {4.0: [(0, 0, 0)]}, lambda g, vol: g[(4.0, (0, 0, 0))],
+                     lambda vol, kw: ndimage.gaussian_filter(vol, 4.0, **kw), (0.5, 2.0))
+    monkeypatch.setitem(CHANNELS, record.name, record)
+    channels = ("log_sigma1", "gaussian_sigma4")
+    assert context_margin(channels) == 16  # int(4 * 4 + 0.5)
+    vol = np.random.default_rng(0).random((40, 40, 40), dtype=np.float32)
+    got = compute_features(torch.from_numpy(vol)[None, None], channels)[0].numpy()
+    ref = compute_features_reference(vol, channels)
+    assert np.abs(_interior(got[1] - ref[1], 4.0)).max() < 1e-4
+    assert np.abs(_interior(got[0] - ref[0], 1.0)).max() < 1e-3
+    from tasks.vesuvius.features import normalize_features
+
+    norm = normalize_features(torch.from_numpy(got)[None], channels)[0, 1].numpy()
+    assert np.allclose(norm, (got[1] - 0.5) * 2.0)

@@ -6,7 +6,9 @@ Gaussian (derivative) is three separable 1-D passes, each pass a few dense matmu
 the banded filter matrix (reflect padding folded in), and passes are shared between the
 channels of one sigma (see ``gaussian_derivatives``).
 
-Channels (``FEATURES``, in this order; ``compute_features(x, channels=...)`` selects):
+Channels (``FEATURES``, in this order; ``compute_features(x, channels=...)`` selects). Each
+is one :class:`Channel` record in ``CHANNELS`` (the derivatives it reads, how they combine,
+its scipy reference, its normalisation): adding a channel is adding one record.
 
     intensity                  the input, x in [0, 1]
     log_sigma1                 scipy.ndimage.gaussian_laplace(x, 1)
@@ -28,7 +30,9 @@ float32 rounding; the contract is 1e-3 absolute at voxels >= 4*sigma from the bo
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -36,34 +40,13 @@ from scipy import ndimage
 
 from core.errors import UserError
 
-FEATURES: tuple[str, ...] = (
-    "intensity",
-    "log_sigma1",
-    "log_sigma2",
-    "gradient_magnitude_sigma1",
-    "sheetness_sigma1.5",
-    "dog_sigma1.5_3",
-)
-
 TRUNCATE = 4.0
 
-# Fixed per-channel (offset, scale) so the model sees inputs of order 1: (feature - offset) * scale.
-# Derivative features are scale-normalised (sigma^order) and then brought to unit-ish spread on
-# CT-like data in [0, 1]. Fixed constants (not per-patch statistics) keep sliding-window inference
-# consistent with training.
-NORMALIZATION: dict[str, tuple[float, float]] = {
-    "intensity": (0.5, 4.0),
-    "log_sigma1": (0.0, 8.0),
-    "log_sigma2": (0.0, 16.0),
-    "gradient_magnitude_sigma1": (0.0, 8.0),
-    "sheetness_sigma1.5": (0.0, 8.0),
-    "dog_sigma1.5_3": (0.0, 8.0),
-}
 
-
-def context_margin(channels: tuple[str, ...] | list[str] = FEATURES) -> int:
-    """Voxels of context a patch needs on each side so every feature is exact at its edge."""
-    sigmas = [s for name in channels for s in _sigmas(name)]
+def context_margin(channels: tuple[str, ...] | list[str] | None = None) -> int:
+    """Voxels of context a patch needs on each side so every feature is exact at its edge
+    (``channels`` default: all of FEATURES)."""
+    sigmas = [s for name in (FEATURES if channels is None else channels) for s in CHANNELS[name].derivatives]
     return max([_radius(s) for s in sigmas], default=0)
 
 
@@ -71,22 +54,11 @@ def check_channels(channels) -> tuple[str, ...]:
     """Validate channel names (order kept); raises UserError naming the bad one."""
     channels = tuple(channels)
     for name in channels:
-        if name not in FEATURES:
-            raise UserError(f"features.channels: unknown channel {name!r}; valid: {', '.join(FEATURES)}")
+        if name not in CHANNELS:
+            raise UserError(f"features.channels: unknown channel {name!r}; valid: {', '.join(CHANNELS)}")
     if not channels:
-        raise UserError("features.channels is empty; name at least one of: " + ", ".join(FEATURES))
+        raise UserError("features.channels is empty; name at least one of: " + ", ".join(CHANNELS))
     return channels
-
-
-def _sigmas(name: str) -> list[float]:
-    return {
-        "intensity": [],
-        "log_sigma1": [1.0],
-        "log_sigma2": [2.0],
-        "gradient_magnitude_sigma1": [1.0],
-        "sheetness_sigma1.5": [1.5],
-        "dog_sigma1.5_3": [1.5, 3.0],
-    }[name]
 
 
 def _radius(sigma: float) -> int:
@@ -232,6 +204,68 @@ def largest_magnitude_eigenvalue(hxx, hyy, hzz, hxy, hxz, hyz, chunk: int = 1 <<
 
 
 _HESSIAN_ORDERS = [(2, 0, 0), (0, 2, 0), (0, 0, 2), (1, 1, 0), (1, 0, 1), (0, 1, 1)]
+_LAPLACE_ORDERS = [(2, 0, 0), (0, 2, 0), (0, 0, 2)]
+_GRADIENT_ORDERS = [(1, 0, 0), (0, 1, 0), (0, 0, 1)]
+Derivatives = dict[tuple[float, tuple[int, int, int]], torch.Tensor]  # (sigma, order) -> (D, H, W)
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One feature channel, everything about it in one place.
+
+    derivatives  {sigma: [orders]}: the Gaussian derivatives it reads (shared between channels:
+                 one derivative tree per sigma; the largest sigma sets the context margin)
+    combine      (derivatives, volume) -> the (D, H, W) channel, in torch on the device
+    reference    (volume float32, scipy keyword args) -> the same channel with scipy.ndimage
+    normalization (offset, scale): the model sees (feature - offset) * scale. Derivative
+                 features are scale-normalised (sigma^order) and brought to unit-ish spread
+                 on CT-like data in [0, 1]; fixed constants, not per-patch statistics, keep
+                 sliding-window inference consistent with training.
+    """
+
+    name: str
+    derivatives: dict[float, list[tuple[int, int, int]]]
+    combine: Callable[[Derivatives, torch.Tensor], torch.Tensor]
+    reference: Callable[[np.ndarray, dict[str, Any]], np.ndarray]
+    normalization: tuple[float, float]
+
+
+def _sum(g: Derivatives, sigma: float, orders: list[tuple[int, int, int]]) -> torch.Tensor:
+    return torch.stack([g[(sigma, o)] for o in orders]).sum(0)
+
+
+def _gradient_magnitude(g: Derivatives, sigma: float) -> torch.Tensor:
+    return torch.sqrt(sum(g[(sigma, o)] ** 2 for o in _GRADIENT_ORDERS))
+
+
+def _sheetness_reference(vol: np.ndarray, kw: dict[str, Any], sigma: float = 1.5) -> np.ndarray:
+    h = {o: ndimage.gaussian_filter(vol, sigma, order=o, **kw) for o in _HESSIAN_ORDERS}
+    hxx, hyy, hzz = h[(2, 0, 0)], h[(0, 2, 0)], h[(0, 0, 2)]
+    hxy, hxz, hyz = h[(1, 1, 0)], h[(1, 0, 1)], h[(0, 1, 1)]
+    mats = np.stack([np.stack([hxx, hxy, hxz], -1), np.stack([hxy, hyy, hyz], -1),
+                     np.stack([hxz, hyz, hzz], -1)], -2)  # (D, H, W, 3, 3)
+    eig = np.linalg.eigvalsh(mats)  # ascending
+    lo, hi = eig[..., 0], eig[..., 2]
+    return np.where(np.abs(lo) > np.abs(hi), lo, hi)
+
+
+CHANNELS: dict[str, Channel] = {c.name: c for c in (
+    Channel("intensity", {}, lambda g, vol: vol, lambda vol, kw: vol, (0.5, 4.0)),
+    Channel("log_sigma1", {1.0: _LAPLACE_ORDERS}, lambda g, vol: _sum(g, 1.0, _LAPLACE_ORDERS),
+            lambda vol, kw: ndimage.gaussian_laplace(vol, 1.0, **kw), (0.0, 8.0)),
+    Channel("log_sigma2", {2.0: _LAPLACE_ORDERS}, lambda g, vol: _sum(g, 2.0, _LAPLACE_ORDERS),
+            lambda vol, kw: ndimage.gaussian_laplace(vol, 2.0, **kw), (0.0, 16.0)),
+    Channel("gradient_magnitude_sigma1", {1.0: _GRADIENT_ORDERS}, lambda g, vol: _gradient_magnitude(g, 1.0),
+            lambda vol, kw: ndimage.gaussian_gradient_magnitude(vol, 1.0, **kw), (0.0, 8.0)),
+    Channel("sheetness_sigma1.5", {1.5: _HESSIAN_ORDERS},
+            lambda g, vol: largest_magnitude_eigenvalue(*(g[(1.5, o)] for o in _HESSIAN_ORDERS)),
+            _sheetness_reference, (0.0, 8.0)),
+    Channel("dog_sigma1.5_3", {1.5: [(0, 0, 0)], 3.0: [(0, 0, 0)]},
+            lambda g, vol: g[(1.5, (0, 0, 0))] - g[(3.0, (0, 0, 0))],
+            lambda vol, kw: ndimage.gaussian_filter(vol, 1.5, **kw) - ndimage.gaussian_filter(vol, 3.0, **kw),
+            (0.0, 8.0)),
+)}
+FEATURES: tuple[str, ...] = tuple(CHANNELS)  # the default channel set, in this order
 
 
 def compute_features(x: torch.Tensor, channels=FEATURES) -> torch.Tensor:
@@ -252,46 +286,26 @@ def compute_features(x: torch.Tensor, channels=FEATURES) -> torch.Tensor:
 def _compute_features(x: torch.Tensor, channels: tuple[str, ...]) -> torch.Tensor:
     # orders needed per sigma, collected so each sigma's derivative tree runs once
     need: dict[float, list[tuple[int, int, int]]] = {}
-    if "log_sigma1" in channels:
-        need.setdefault(1.0, []).extend([(2, 0, 0), (0, 2, 0), (0, 0, 2)])
-    if "gradient_magnitude_sigma1" in channels:
-        need.setdefault(1.0, []).extend([(1, 0, 0), (0, 1, 0), (0, 0, 1)])
-    if "log_sigma2" in channels:
-        need.setdefault(2.0, []).extend([(2, 0, 0), (0, 2, 0), (0, 0, 2)])
-    if "sheetness_sigma1.5" in channels:
-        need.setdefault(1.5, []).extend(_HESSIAN_ORDERS)
-    if "dog_sigma1.5_3" in channels:
-        need.setdefault(1.5, []).append((0, 0, 0))
-        need.setdefault(3.0, []).append((0, 0, 0))
+    for name in channels:
+        for sigma, orders in CHANNELS[name].derivatives.items():
+            need.setdefault(sigma, []).extend(orders)
     out = torch.empty((x.shape[0], len(channels)) + tuple(x.shape[2:]), device=x.device, dtype=torch.float32)
     # one volume at a time: every matmul then works on contiguous (D, H, W) data without copies
     for i in range(x.shape[0]):
         vol = x[i, 0]
-        g: dict[tuple[float, tuple[int, int, int]], torch.Tensor] = {}
+        g: Derivatives = {}
         for sigma, orders in need.items():
             orders = list(dict.fromkeys(orders))
             g.update({(sigma, o): t for o, t in zip(orders, gaussian_derivatives(vol, sigma, orders))})
         for c, name in enumerate(channels):
-            if name == "intensity":
-                out[i, c] = vol
-            elif name in ("log_sigma1", "log_sigma2"):
-                s = 1.0 if name == "log_sigma1" else 2.0
-                torch.add(g[(s, (2, 0, 0))], g[(s, (0, 2, 0))], out=out[i, c])
-                out[i, c] += g[(s, (0, 0, 2))]
-            elif name == "gradient_magnitude_sigma1":
-                gx, gy, gz = g[(1.0, (1, 0, 0))], g[(1.0, (0, 1, 0))], g[(1.0, (0, 0, 1))]
-                torch.sqrt(gx * gx + gy * gy + gz * gz, out=out[i, c])
-            elif name == "sheetness_sigma1.5":
-                out[i, c] = largest_magnitude_eigenvalue(*(g[(1.5, o)] for o in _HESSIAN_ORDERS))
-            elif name == "dog_sigma1.5_3":
-                torch.sub(g[(1.5, (0, 0, 0))], g[(3.0, (0, 0, 0))], out=out[i, c])
+            out[i, c] = CHANNELS[name].combine(g, vol)
     return out
 
 
 def normalize_features(feats: torch.Tensor, channels=FEATURES) -> torch.Tensor:
-    """(N, C, D, H, W) raw features -> model input, with the fixed NORMALIZATION constants."""
-    offset = torch.tensor([NORMALIZATION[c][0] for c in channels], device=feats.device, dtype=feats.dtype)
-    scale = torch.tensor([NORMALIZATION[c][1] for c in channels], device=feats.device, dtype=feats.dtype)
+    """(N, C, D, H, W) raw features -> model input, with each channel's fixed normalization."""
+    offset = torch.tensor([CHANNELS[c].normalization[0] for c in channels], device=feats.device, dtype=feats.dtype)
+    scale = torch.tensor([CHANNELS[c].normalization[1] for c in channels], device=feats.device, dtype=feats.dtype)
     return (feats - offset.view(1, -1, 1, 1, 1)) * scale.view(1, -1, 1, 1, 1)
 
 
@@ -304,26 +318,4 @@ def compute_features_reference(vol: np.ndarray, channels=FEATURES) -> np.ndarray
     channels = check_channels(channels)
     vol = np.asarray(vol, dtype=np.float32)
     kw = dict(mode="reflect", truncate=TRUNCATE)
-    out = []
-    for name in channels:
-        if name == "intensity":
-            out.append(vol)
-        elif name == "log_sigma1":
-            out.append(ndimage.gaussian_laplace(vol, 1.0, **kw))
-        elif name == "log_sigma2":
-            out.append(ndimage.gaussian_laplace(vol, 2.0, **kw))
-        elif name == "gradient_magnitude_sigma1":
-            out.append(ndimage.gaussian_gradient_magnitude(vol, 1.0, **kw))
-        elif name == "sheetness_sigma1.5":
-            h = {o: ndimage.gaussian_filter(vol, 1.5, order=o, **kw) for o in _HESSIAN_ORDERS}
-            hxx, hyy, hzz = h[(2, 0, 0)], h[(0, 2, 0)], h[(0, 0, 2)]
-            hxy, hxz, hyz = h[(1, 1, 0)], h[(1, 0, 1)], h[(0, 1, 1)]
-            mats = np.stack(
-                [np.stack([hxx, hxy, hxz], -1), np.stack([hxy, hyy, hyz], -1), np.stack([hxz, hyz, hzz], -1)], -2
-            )  # (D, H, W, 3, 3)
-            eig = np.linalg.eigvalsh(mats)  # ascending
-            lo, hi = eig[..., 0], eig[..., 2]
-            out.append(np.where(np.abs(lo) > np.abs(hi), lo, hi))
-        elif name == "dog_sigma1.5_3":
-            out.append(ndimage.gaussian_filter(vol, 1.5, **kw) - ndimage.gaussian_filter(vol, 3.0, **kw))
-    return np.stack(out).astype(np.float32)
+    return np.stack([CHANNELS[name].reference(vol, kw) for name in channels]).astype(np.float32)

@@ -23,7 +23,7 @@ from core.errors import UserError
 from core.paths import cache_dir
 from core.task import Task
 from tasks.vesuvius import data as vdata
-from tasks.vesuvius.features import FEATURES, context_margin
+from tasks.vesuvius.features import CHANNELS, FEATURES, context_margin
 from tasks.vesuvius.inference import model_input, sliding_window_probs
 from tasks.vesuvius.losses import IGNORE, segmentation_loss
 from tasks.vesuvius import topology
@@ -60,9 +60,9 @@ class FeaturesConfig(Section):
     @field_validator("channels")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
-        bad = [c for c in v if c not in FEATURES]
+        bad = [c for c in v if c not in CHANNELS]
         if bad or not v:
-            raise ValueError(f"unknown or no channels {bad}; valid: {', '.join(FEATURES)}")
+            raise ValueError(f"unknown or no channels {bad}; valid: {', '.join(CHANNELS)}")
         return v
 
 
