@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     prov = provenance("vesuvius_step", argv, args)
     task = VesuviusTask()
     data = ["data.root=", f"data.synthetic.size={args.volume_size}"]
-    cfg = config_io.load(task, args.config, [*data, "data.patch_size=128"])
+    # enough patches per epoch for the capacity batches (the loader is not re-created mid-count)
+    cfg = config_io.load(task, args.config, [*data, "data.patch_size=128", "data.samples_per_volume=64"])
     capacity = [loader_capacity(task, cfg, int(w), args.capacity_batches) for w in args.workers.split(",")]
     cpu_cfg = config_io.load(task, args.config, [*data, f"data.patch_size={args.cpu_patch}", 'trainer.precision="fp32"',
                                                  "trainer.num_workers=1"])

@@ -69,7 +69,9 @@ def test_tuning_finds_the_planted_defects_and_never_lowers_the_score():
     objectives = [row["objective"] for row in trace]
     assert objectives == sorted(objectives) and objectives[-1] > objectives[0] + 0.01
     assert params.min_component >= 2
-    assert trace[0]["step"].startswith("raw") and len(trace) == 5
+    assert trace[0]["step"].startswith("raw") and len(trace) == 5 and trace[-1]["step"] == "threshold"
+    kept, short = pp.tune(probs, labels, threshold=0.45, tune_threshold=False)
+    assert kept.threshold == 0.45 and [row["step"] for row in short][-1] == "closing" and len(short) == 4
 
 
 def test_training_stores_tuned_postprocessing_and_predict_applies_it(trained, tmp_path, capsys):  # noqa: F811
@@ -77,7 +79,10 @@ def test_training_stores_tuned_postprocessing_and_predict_applies_it(trained, tm
     best = run / "checkpoints" / "best.pt"
     meta = load_checkpoint(best)["meta"]
     params = pp.PostProcess.from_meta(meta["postprocess"])
-    assert summary["after_training"]["postprocess"]["params"] == meta["postprocess"]
+    tuning = summary["after_training"]["postprocess"]
+    assert tuning["params"] == meta["postprocess"]
+    # one validation scroll (90003): "auto" leaves the threshold where training evaluated it
+    assert tuning["scrolls"] == 1 and not tuning["threshold_tuned"] and params.threshold == cfg.eval.threshold
     volume = np.random.default_rng(3).integers(0, 255, (24, 24, 24), dtype=np.uint8)
     write_tiff(tmp_path / "v.tif", volume)
     predict.main(["--checkpoint", str(best), "--input", str(tmp_path / "v.tif"), "--output", str(tmp_path / "post.tif"),

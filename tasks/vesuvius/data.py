@@ -318,6 +318,7 @@ class VolumeDataset(torch.utils.data.Dataset):
         self.images = [str(v.image.npy) for v in volumes]
         self.labels = [str(v.label.npy) for v in volumes]
         self.ids = np.array([v.id for v in volumes])
+        self.scroll_ids = np.array([v.scroll_id for v in volumes])
 
     def __len__(self) -> int:
         return len(self.images)

@@ -107,6 +107,8 @@ class PostprocessConfig(Section):
     tune: bool = True
     tune_volumes: int = Field(8, ge=1, description="validation volumes tuned on")
     tune_crop: int = Field(192, ge=16, description="centre crop side scored (TopoScore of 320^3 takes minutes)")
+    tune_threshold: Literal["auto", "on", "off"] = Field(
+        "auto", description='"auto": tune the threshold only when the validation volumes span >= 2 scrolls')
 
 
 class Config(RunConfig):
