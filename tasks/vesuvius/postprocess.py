@@ -37,7 +37,7 @@ from typing import Any, Callable
 import numpy as np
 from scipy import ndimage
 
-from core.errors import exit_on_user_error
+from core.errors import UserError, exit_on_user_error
 from tasks.vesuvius import topology
 from tasks.vesuvius.metrics import leaderboard_score
 
@@ -184,8 +184,6 @@ def tune_checkpoint(path: Path, device: str = "auto", volumes: int | None = None
     with torch.no_grad():
         probs, labels = validation_probabilities(cfg, model, val, volumes, crop, log)
     if not probs:
-        from core.errors import UserError
-
         raise UserError(f"{path}: its run has no validation volumes to tune post-processing on "
                         "(set data.val_scrolls or data.val_fraction)")
     scrolls = len(set(val.scroll_ids[: len(probs)].tolist()))
