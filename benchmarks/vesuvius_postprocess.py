@@ -31,14 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from benchmarks.results_io import add_out_argument, given_argv, provenance, relative, report
 from core.checkpoint import load as load_checkpoint
 from core.errors import exit_on_user_error
 from core.inference import load_for_inference
 from tasks.vesuvius import postprocess as pp
-from tasks.vesuvius.inference import sliding_window_probs
+from tasks.vesuvius.inference import run_probs
 from tasks.vesuvius.synth import ScrollParams, make_volume, write_tiff
 
 PARTS = ("score", "topo_score", "surface_dice", "voi_score")
@@ -56,9 +55,7 @@ def held_out_scores(checkpoint: Path, scrolls: int, volumes: int, seed: int) -> 
         probs, labels = [], []
         for _ in range(volumes):
             image, label = make_volume(cfg.data.synthetic.size, scroll, int(rng.integers(0, 2**31)))
-            with torch.no_grad():
-                probs.append(sliding_window_probs(model, image, cfg.features.channels, cfg.data.patch_size,
-                                                  cfg.eval.overlap, cfg.eval.mirror_tta, cfg.eval.windows_per_batch))
+            probs.append(run_probs(model, cfg, image))
             labels.append(label)
         rows.append({"scroll": asdict(scroll), "raw": pp.mean_score(probs, labels, pp.PostProcess(), cfg.eval.tolerance),
                      "postprocessed": pp.mean_score(probs, labels, tuned, cfg.eval.tolerance)})

@@ -81,3 +81,12 @@ def sliding_window_probs(
             weight_sum[z : z + patch, y : y + patch, x : x + patch] += importance.cpu()
     prob = (prob_sum / weight_sum)[: shape[0], : shape[1], : shape[2]]
     return prob.numpy()
+
+
+def run_probs(model: torch.nn.Module, cfg, volume: np.ndarray) -> np.ndarray:
+    """:func:`sliding_window_probs` with the run's own settings (training patch, ``eval``
+    overlap, mirroring and windows per batch): what validation, post-processing tuning and
+    their benchmark score."""
+    e = cfg.eval
+    return sliding_window_probs(model, volume, cfg.features.channels, cfg.data.patch_size, e.overlap, e.mirror_tta,
+                                e.windows_per_batch)

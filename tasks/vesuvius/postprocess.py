@@ -154,14 +154,12 @@ def validation_probabilities(cfg: Any, model: Any, val: Any, volumes: int, crop:
                              log: Callable[[str], None] = lambda line: None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Sliding-window probabilities and labels of the first ``volumes`` validation volumes,
     centre-cropped to ``crop``^3 after inference (TopoScore on a 320^3 volume takes minutes)."""
-    from tasks.vesuvius.inference import sliding_window_probs
+    from tasks.vesuvius.inference import run_probs
 
     probs, labels = [], []
     for i in range(min(volumes, len(val))):
         item = val[i]
-        prob = sliding_window_probs(model, item["image"][0].numpy(), cfg.features.channels, cfg.data.patch_size,
-                                    cfg.eval.overlap, cfg.eval.mirror_tta, cfg.eval.windows_per_batch)
-        probs.append(centre_crop(prob, crop))
+        probs.append(centre_crop(run_probs(model, cfg, item["image"][0].numpy()), crop))
         labels.append(centre_crop(item["label"].numpy(), crop))
         log(f"postprocess: validation volume {i + 1}/{min(volumes, len(val))} predicted")
     return probs, labels
@@ -171,26 +169,23 @@ def tune_checkpoint(path: Path, device: str = "auto", volumes: int | None = None
                     write: bool = True, log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Tune on the validation volumes of the checkpoint's run and (``write``) store the result
     in its ``meta["postprocess"]`` (core.checkpoint.update_meta: atomic). Returns
-    {"params", "trace", "objective", "volumes", "crop"}."""
-    import torch
-
+    {"params", "trace", "objective", "volumes", "scrolls", "threshold_tuned", "crop"}."""
     from core.checkpoint import update_meta
     from core.inference import load_for_inference
 
     task, cfg, model, _ = load_for_inference(path, device, expected_task="vesuvius")
-    pp = cfg.postprocess
-    volumes, crop = volumes or pp.tune_volumes, crop or pp.tune_crop
+    settings = cfg.postprocess
+    volumes, crop = volumes or settings.tune_volumes, crop or settings.tune_crop
     _, val = task.build_datasets(cfg)
-    with torch.no_grad():
-        probs, labels = validation_probabilities(cfg, model, val, volumes, crop, log)
+    probs, labels = validation_probabilities(cfg, model, val, volumes, crop, log)  # sliding window: no_grad
     if not probs:
         raise UserError(f"{path}: its run has no validation volumes to tune post-processing on "
                         "(set data.val_scrolls or data.val_fraction)")
     scrolls = len(set(val.scroll_ids[: len(probs)].tolist()))
-    with_threshold = pp.tune_threshold == "on" or (pp.tune_threshold == "auto" and scrolls >= 2)
+    with_threshold = settings.tune_threshold == "on" or (settings.tune_threshold == "auto" and scrolls >= 2)
     if not with_threshold:
         log(f"postprocess: threshold kept at {cfg.eval.threshold} (postprocess.tune_threshold = "
-            f"{pp.tune_threshold!r}, validation volumes from {scrolls} scroll(s))")
+            f"{settings.tune_threshold!r}, validation volumes from {scrolls} scroll(s))")
     params, trace = tune(probs, labels, cfg.eval.tolerance, log, cfg.eval.threshold, with_threshold)
     if write:
         update_meta(path, {"postprocess": asdict(params)})

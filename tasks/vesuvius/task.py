@@ -24,7 +24,7 @@ from core.paths import cache_dir
 from core.task import Task
 from tasks.vesuvius import data as vdata
 from tasks.vesuvius.features import CHANNELS, FEATURES, context_margin
-from tasks.vesuvius.inference import model_input, sliding_window_probs
+from tasks.vesuvius.inference import model_input, run_probs
 from tasks.vesuvius.losses import IGNORE, segmentation_loss
 from tasks.vesuvius import topology
 from tasks.vesuvius.metrics import leaderboard_score
@@ -269,10 +269,7 @@ class VesuviusTask(Task):
         for batch in loader:
             for image, label in zip(batch["image"], batch["label"]):  # (1, D, H, W), (D, H, W)
                 label = label.numpy()
-                prob = sliding_window_probs(
-                    model, image[0].numpy(), cfg.features.channels, cfg.data.patch_size,
-                    cfg.eval.overlap, cfg.eval.mirror_tta, cfg.eval.windows_per_batch,
-                )
+                prob = run_probs(model, cfg, image[0].numpy())
                 pred = (prob > cfg.eval.threshold).astype(np.uint8)
                 result = leaderboard_score(pred, label, IGNORE, cfg.eval.tolerance, topology=with_topology)
                 for key in ("score", "topo_score", "surface_dice", "voi_score"):
