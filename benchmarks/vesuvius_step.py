@@ -11,9 +11,10 @@ the features' context margin (152^3) fit; generated once into the cache.
    config's batch, over ``--capacity-batches`` batches after a warm-up. Set against what a
    T4 consumes: about 1 s per iteration at batch 2 for the 27M-parameter 3D U-Net at 128^3
    (../shared/FACTS.md: nnU-Net anchors; public T4 notebooks report 1.2-2.4 s), i.e. 2 patches/s.
-2. One training iteration of the config's model, timed part by part (device synchronised):
-   data wait (next batch from the DataLoader), features + augmentation on the device
-   (``to_device``), forward + backward, optimizer (unscale, clip, step, zero_grad). On this
+2. One training iteration of the config's model (core.step.train_step, the trainer's own),
+   timed part by part (device synchronised): data wait (next batch from the DataLoader),
+   features + augmentation on the device (``to_device``), forward + backward (with
+   unscaling and clipping), the optimizer's step. On this
    CPU at ``--cpu-patch`` (a 128^3 iteration of the 27M model takes minutes on 2 cores); on
    CUDA, when present, at the config's patch with the planner's batch and mixed precision,
    with the planner's predicted peak against ``torch.cuda.max_memory_allocated``. Without
@@ -35,6 +36,7 @@ from benchmarks.results_io import add_out_argument, given_argv, provenance, rela
 from core import config as config_io
 from core.errors import exit_on_user_error
 from core.precision import Precision
+from core.step import train_step
 from core.trainer import _loader
 from tasks.vesuvius.task import VesuviusTask
 
@@ -66,36 +68,59 @@ def loader_capacity(task: Any, cfg: Any, workers: int, batches: int) -> dict[str
     return {"workers": workers, "patches_per_s": rate, "t4_ratio": rate / T4_PATCHES_PER_S}
 
 
+class _TimedToDevice:
+    """The task, with ``to_device`` (features and augmentation on the device) timed and synchronised."""
+
+    def __init__(self, task: Any):
+        self.task, self.seconds = task, 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.task, name)
+
+    def to_device(self, cfg: Any, batch: Any, device: torch.device) -> Any:
+        started = time.perf_counter()
+        out = self.task.to_device(cfg, batch, device)
+        _sync(device)
+        self.seconds += time.perf_counter() - started
+        return out
+
+
 def iteration_parts(task: Any, cfg: Any, device: torch.device, iterations: int) -> dict[str, Any]:
-    """Seconds per part of a training iteration (module docstring), min/median."""
+    """Seconds per part of a training iteration (module docstring), min/median.
+
+    The iteration is the trainer's own, core.step.train_step: data wait is what it reports,
+    features the task's ``to_device`` (timed through a wrapper), the optimizer its ``step``
+    (timed by step hooks); forward + backward is the rest (with unscaling, clipping and the
+    step's finite-loss agreement, all small)."""
     torch.manual_seed(0)
     train, _ = task.build_datasets(cfg)
     model = task.build_model(cfg).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.trainer.lr)
+    optimizer_s = {"start": 0.0, "total": 0.0}
+
+    def before_step(*_: Any) -> None:
+        optimizer_s["start"] = time.perf_counter()
+
+    def after_step(*_: Any) -> None:
+        _sync(device)
+        optimizer_s["total"] += time.perf_counter() - optimizer_s["start"]
+
+    optimizer.register_step_pre_hook(before_step)
+    optimizer.register_step_post_hook(after_step)
     precision = Precision.create(cfg.trainer.precision, device)
+    timed = _TimedToDevice(task)
     loader = iter(_loader(task, cfg, train, cfg.trainer.batch_size, 0, device, shuffle=True))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     rows = []
     for _ in range(iterations + 1):
-        t0 = time.perf_counter()
-        cpu_batch = next(loader)
-        t1 = time.perf_counter()
-        batch = task.to_device(cfg, cpu_batch, device)
+        timed.seconds = optimizer_s["total"] = 0.0
+        started = time.perf_counter()
+        result = train_step(timed, cfg, model, optimizer, precision, loader, device)
         _sync(device)
-        t2 = time.perf_counter()
-        with precision.autocast():
-            loss, _ = task.loss(cfg, model, batch)
-        precision.backward(loss)
-        _sync(device)
-        t3 = time.perf_counter()
-        precision.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.trainer.grad_clip or float("inf"))
-        precision.step(optimizer)
-        optimizer.zero_grad(set_to_none=True)
-        _sync(device)
-        t4 = time.perf_counter()
-        rows.append(dict(zip(PARTS, (t1 - t0, t2 - t1, t3 - t2, t4 - t3))) | {"total": t4 - t0})
+        total = time.perf_counter() - started
+        wait, features, step = result.data_wait_s, timed.seconds, optimizer_s["total"]
+        rows.append(dict(zip(PARTS, (wait, features, total - wait - features - step, step))) | {"total": total})
     rows = rows[1:]  # the first iteration pays one-time costs (kernel selection, operator caches)
     out: dict[str, Any] = {k: _stats([r[k] for r in rows]) for k in (*PARTS, "total")}
     out["data_wait_frac"] = _stats([r["data_wait"] / r["total"] for r in rows])
