@@ -95,8 +95,11 @@ def main(argv: list[str] | None = None) -> None:
     post = tuned or PostProcess(threshold=cfg.eval.threshold)
     if args.threshold is not None:
         post = replace(post, threshold=args.threshold)
-    print(f"predict: {'post-processing ' + str(asdict(post)) if tuned else f'threshold {post.threshold} only'}"
-          + ("" if tuned or args.no_postprocess else " (no tuned post-processing in this checkpoint)"), file=sys.stderr)
+    if tuned:
+        what = f"post-processing {asdict(post)}"
+    else:
+        what = f"threshold {post.threshold} only" + ("" if args.no_postprocess else " (no tuned post-processing in this checkpoint)")
+    print(f"predict: {what}", file=sys.stderr)
     pairs = _pairs(args.input, args.output)
     for i, (src, dst) in enumerate(pairs, start=1):
         t0 = time.perf_counter()
