@@ -22,6 +22,8 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
+from tasks.vesuvius import topology as topo
+
 _CORNERS = list(itertools.product((0, 1), repeat=3))  # bit 4a + 2b + c is corner (a, b, c)
 _EDGES = [(i, j) for i, j in itertools.combinations(range(8), 2) if sum(x != y for x, y in zip(_CORNERS[i], _CORNERS[j])) == 1]
 
@@ -177,8 +179,6 @@ def leaderboard_score(pred, gt, ignore_label: int | None = 2, tolerance: float =
     False), ``score``, ``topo_score`` and ``betti`` are None and ``topology`` holds the one
     line saying why: never a silent zero.
     """
-    from tasks.vesuvius import topology as topo
-
     p, g = _binarise(pred, gt, ignore_label)
     out: dict = {"surface_dice": surface_dice(p, g, tolerance, None), "voi_score": voi_score(p, g, 0.3, None),
                  "topo_score": None, "score": None, "betti": None, "topology": ""}
