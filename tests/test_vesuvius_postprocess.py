@@ -113,3 +113,19 @@ def test_tune_command_writes_the_checkpoint_and_dry_run_does_not(trained, tmp_pa
     with pytest.raises(SystemExit) as e:
         pp.main(["--checkpoint", str(tmp_path / "missing.pt")])
     assert e.value.code == 2 and "missing.pt does not exist" in capsys.readouterr().err
+
+
+def test_bad_threshold_and_a_run_without_validation_volumes_exit_2(trained, tmp_path, capsys):  # noqa: F811
+    _, _, run, _ = trained
+    best = run / "checkpoints" / "best.pt"
+    with pytest.raises(SystemExit) as e:
+        predict.main(["--checkpoint", str(best), "--input", str(tmp_path / "v.tif"), "--output", str(tmp_path / "o.tif"),
+                      "--threshold", "1.5"])
+    assert e.value.code == 2 and "--threshold must be in (0, 1), got 1.5" in capsys.readouterr().err
+    state = load_checkpoint(best)
+    state["config"]["data"].update(val_scrolls=[], val_fraction=0.0)  # a run whose config holds out nothing
+    torch.save(state, tmp_path / "no_val.pt")
+    with pytest.raises(SystemExit) as e:
+        pp.main(["--checkpoint", str(tmp_path / "no_val.pt"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "no validation volumes to tune post-processing on" in err and "no_val.pt" in err
