@@ -5,8 +5,11 @@
 
 How each column is obtained (the table's footnotes say the same):
 - CPU instances: the task's real training step is probed here in child processes (peak
-  RSS) and fitted as ``fixed + per_sample x batch``; the budget is the instance's RAM less
-  the OS and the runtime, times the safety margin, less DataLoader workers.
+  RSS under the training process's allocator) on a ladder of batch sizes up to the largest
+  this machine's run may take (5% of the training set), interpolated between them and
+  continued past the last by its last segment (core.batch_size.memory_model); the budget
+  is the instance's RAM less the OS and the runtime, times the safety margin, less
+  DataLoader workers.
 - GPU instances: without a GPU here, the model is estimated on the meta device (AdamW
   state per parameter + the activations autograd saves, 16-bit under AMP); with a GPU here
   it is measured with ``torch.cuda.max_memory_allocated``.
@@ -20,8 +23,9 @@ How each column is obtained (the table's footnotes say the same):
   its predicted step memory fits in half the memory free here (else the largest that does)
   and at half and a quarter of it. Predicted peak = the process's own memory before its
   model is built (``memory_before_model_bytes`` in summary.json: interpreter, torch, the
-  loaded data) + the fitted step memory for a run of that many steps; measured = the
-  process's peak RSS (``peak_mem_bytes``).
+  loaded data) + the planned step memory for a run of that many steps (the trainer's plan
+  when it chooses the largest measured size: a ladder up to it); measured = the process's
+  peak RSS (``peak_mem_bytes``).
 
 ``--set KEY=VALUE`` (repeatable) overrides the config as ``train --set`` does (core.config.load);
 the record's command names every override. ``--out`` writes ``batch_size_<task>.json``/``.md``
@@ -52,7 +56,7 @@ import torch
 
 from benchmarks.results_io import add_out_argument, given_argv, provenance, relative, report
 from core import config as config_io
-from core.batch_size import Choice, choose, cpu_budget, estimate_cuda_model, measure, sample_bytes
+from core.batch_size import Choice, batch_cap, choose, cpu_budget, estimate_cuda_model, measure, sample_bytes
 from core.errors import UserError, exit_on_user_error
 from core.instances import catalog
 from core.precision import Precision
@@ -111,10 +115,12 @@ def measure_real_runs(task: Any, cfg: Any, config: Path | None, overrides: list[
     run_overrides = [f"trainer.max_steps={steps}", "trainer.evaluate=false", "trainer.log_every_steps=1000000",
                      "trainer.checkpoint_every_steps=1000000", 'trainer.precision="fp32"']
     run_cfg = config_io.load(task, config, [*overrides, *run_overrides])  # what each train process runs
-    model = measure(task, run_cfg, torch.device("cpu"), budget_bytes=budget[0], extent=extent)
     top = local.batch_size
-    while top > 1 and model.growth(top) > 0.5 * budget[0]:
+    while top > 1 and local.model.growth(top) > 0.5 * budget[0]:
         top = max(1, int(top * 0.9))
+    # the plan of a run of ``steps`` steps (its heaviest batches are among those steps), as the
+    # trainer makes it when its choice is ``top``: the ladder climbs to ``top``
+    model = measure(task, run_cfg, torch.device("cpu"), budget_bytes=budget[0], extent=extent, max_batch=top)
     sizes = sorted({top, max(1, top // 2), max(1, top // 4)})
     rows = []
     with tempfile.TemporaryDirectory(prefix="batch-size-measure-") as work:
@@ -251,7 +257,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     extent, extent_note, train_samples = data_extent(task, cfg)
     budget = cpu_budget()
-    cpu_model = measure(task, cfg, torch.device("cpu"), budget_bytes=budget[0], extent=extent)
+    cpu_model = measure(task, cfg, torch.device("cpu"), budget_bytes=budget[0], extent=extent,
+                        max_batch=batch_cap(train_samples or epoch_samples))
     # this machine's recommendation is the trainer's for this config (its data, when loaded)
     local = choose(task, cfg, torch.device("cpu"), train_samples or epoch_samples, model=cpu_model, budget=budget,
                    extent=extent)
@@ -274,7 +281,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    f"torch {torch.__version__}",
         "epoch_samples": epoch_samples, "safety_margin": cfg.trainer.memory_safety_margin,
         "cpu_memory_model": {"baseline_bytes": cpu_model.baseline_bytes, "fixed_bytes": cpu_model.fixed_bytes,
-                             "per_sample_bytes": cpu_model.per_sample_bytes,
+                             "per_sample_bytes": cpu_model.per_sample_bytes, "points": cpu_model.points,
                              "probes": [vars(p) for p in cpu_model.probes]},
         "sample_bytes": sample_bytes(task, cfg, extent), "extent": extent_note,
         "local": {"batch_size": local.batch_size, "reason": local.reason, "samples_per_s": sps,

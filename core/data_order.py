@@ -54,26 +54,35 @@ class ResumableBatchSampler(Sampler[list[int]]):
             yield block[self.rank * self.batch_size:(self.rank + 1) * self.batch_size].tolist()
 
 
-def heaviest_batch(weights: np.ndarray, batch_size: int, seed: int, epochs: int, max_batches: int = 0) -> np.ndarray:
-    """Indices of the batch with the largest summed ``weights`` among the batches a
-    single-process run draws: epochs ``0..epochs-1`` in this module's order, the first
-    ``max_batches`` batches in all when that is not 0. The memory planner probes it: a
-    model whose memory follows each sample's size (ARC grids packed by their real cells)
-    peaks on the heaviest batch the run meets, not on an all-largest batch it never draws."""
+def heaviest_batches(weights: np.ndarray, batch_size: int, seed: int, epochs: int, max_batches: int = 0,
+                     count: int = 1) -> list[np.ndarray]:
+    """Indices of the ``count`` batches with the largest summed ``weights`` among the batches
+    a single-process run draws (epochs ``0..epochs-1`` in this module's order, the first
+    ``max_batches`` batches in all when that is not 0), heaviest first. The memory planner
+    probes them: a model whose memory follows each sample's size (ARC grids packed by their
+    real cells) peaks on the heaviest batch the run meets, not on an all-largest batch it
+    never draws, and the run's other heavy batches (new shapes) add allocator and kernel
+    caches on top. A dataset smaller than one batch is one batch."""
     weights = np.asarray(weights, dtype=np.float64)
     n = len(weights)
     per_epoch = n // batch_size
     if per_epoch == 0:
-        return np.arange(n)
-    best, best_sum, left = np.arange(batch_size), -1.0, max_batches or per_epoch * epochs
+        return [np.arange(n)]
+    found: list[tuple[float, np.ndarray]] = []  # (summed weight, indices), at most ``count`` per epoch
+    left = max_batches or per_epoch * epochs
     for epoch in range(epochs):
         take = min(per_epoch, left)
         if take <= 0:
             break
         order = epoch_permutation(n, seed, epoch).numpy()[: take * batch_size].reshape(take, batch_size)
         sums = weights[order].sum(axis=1)
-        top = int(sums.argmax())
-        if sums[top] > best_sum:
-            best, best_sum = order[top], float(sums[top])
+        top = np.argsort(-sums, kind="stable")[:count]
+        found += [(float(sums[t]), order[t]) for t in top]
         left -= take
-    return best
+    found.sort(key=lambda item: -item[0])  # stable: ties keep the run's order
+    return [indices for _, indices in found[:count]]
+
+
+def heaviest_batch(weights: np.ndarray, batch_size: int, seed: int, epochs: int, max_batches: int = 0) -> np.ndarray:
+    """The heaviest of :func:`heaviest_batches`."""
+    return heaviest_batches(weights, batch_size, seed, epochs, max_batches)[0]

@@ -119,27 +119,3 @@ def set_cpu_threads(num_workers: int, local_world_size: int) -> int:
     torch.set_num_threads(threads)
     return threads
 
-
-def predictable_malloc() -> bool:
-    """Make glibc return large freed blocks to the kernel at once (fixed mmap threshold).
-
-    By default glibc raises its mmap threshold as big blocks are freed, after which tensors
-    come from the heap and freed memory stays resident: peak RSS then depends on the
-    allocation history, not only on the batch size. The batch-size probes call this so their
-    peak RSS tracks live tensors and fits a line. Training does not: every large tensor
-    would then be a fresh mmap, and the page faults made ARC training 1.8x slower. The
-    training process may therefore hold somewhat more than the probes' peak (freed heap kept
-    for reuse), which ``trainer.memory_safety_margin`` absorbs. Returns False where glibc is
-    not the allocator.
-    """
-    import ctypes
-    import ctypes.util
-
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    threshold = 1 << 20  # blocks of 1 MiB and more: mmap'ed, unmapped on free
-    return bool(mallopt(M_MMAP_THRESHOLD, threshold)) and bool(mallopt(M_TRIM_THRESHOLD, 4 * threshold))

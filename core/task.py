@@ -51,9 +51,14 @@ Required hooks (the engine calls them in this order)
     evaluate(cfg, model, loader) -> {metric: float}, including ``monitor[0]``; ``model`` is
                                the plain module in eval mode under no_grad and autocast; the
                                loader yields CPU batches of ``val``
-    example_batch(cfg, batch_size, extent) -> a CPU batch of ``batch_size`` samples of the
-                               worst case the training data holds (largest shapes), for the
-                               memory planner; ``extent`` is what ``batch_extent`` returned
+    example_batch(cfg, batch_size, extent, rank=0) -> a CPU batch of ``batch_size`` samples
+                               for the memory planner: the ``rank``-th heaviest batch the run
+                               draws from its training data (0: the worst case, its largest
+                               shapes); ``extent`` is what ``batch_extent`` returned. The
+                               planner runs ranks 2, 1, 0 in turn: the run's other heavy
+                               batches leave allocator and kernel-cache state behind (shapes
+                               it has not met). A task whose batches all weigh the same returns
+                               the same batch for every rank
 
 Optional hooks (defaults below)
     batch_extent(cfg, train)   -> JSON-able dict describing the largest sample of the loaded
@@ -114,7 +119,7 @@ class Task:
     def evaluate(self, cfg: Any, model: torch.nn.Module, loader: Any) -> dict[str, float]:
         raise NotImplementedError
 
-    def example_batch(self, cfg: Any, batch_size: int, extent: dict[str, Any]) -> Any:
+    def example_batch(self, cfg: Any, batch_size: int, extent: dict[str, Any], rank: int = 0) -> Any:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ optional

@@ -13,7 +13,7 @@ import torch
 
 from conftest import REPO, run_train, subprocess_env
 from core import config as config_io
-from core.batch_size import MemoryModel, Probe, choose, fit, measure
+from core.batch_size import MemoryModel, Probe, choose, fit, ladder, measure, probe_cpu
 from core.checkpoint import CheckpointManager, load
 from core.errors import UserError
 
@@ -26,6 +26,23 @@ def test_fit_recovers_a_line_and_inverts_it():
     assert model.fixed_bytes == pytest.approx(50 * MiB) and model.per_sample_bytes == pytest.approx(2 * MiB)
     assert model.predict_peak(100) == pytest.approx(550 * MiB)
     assert model.largest_fitting(150 * MiB) == 50
+
+
+def test_ladder_interpolates_measured_peaks_and_continues_the_last_segment():
+    # growth measured at 1, 4, 16, 64 (non-linear, as resident memory on a CPU is); the probe
+    # at 16 reads less than at 4 (noise), and peak RSS never falls: it counts as 4's
+    growth = {1: 100 * MiB, 4: 130 * MiB, 16: 120 * MiB, 64: 430 * MiB}
+    model = ladder([Probe(n, int(50 * MiB + g), 50 * MiB) for n, g in growth.items()], "cpu")
+    assert model.points == [(1, 100 * MiB), (4, 130 * MiB), (16, 130 * MiB), (64, 430 * MiB)]
+    assert model.growth(40) == pytest.approx(280 * MiB)  # halfway between 16 and 64
+    assert model.per_sample_bytes == pytest.approx(300 * MiB / 48)  # the last segment's slope
+    assert model.growth(112) == pytest.approx(730 * MiB)  # continued past the last probe
+    assert model.predict_peak(64) == pytest.approx(480 * MiB)
+    # the largest batch within a budget: on the polyline, then on its continuation
+    assert model.largest_fitting(280 * MiB) == 40
+    assert model.largest_fitting(730 * MiB) == 112
+    assert model.largest_fitting(280 * MiB, extra_per_sample=1 * MiB) == 34  # workers' share per sample
+    assert model.largest_fitting(90 * MiB) == 0
 
 
 def test_choose_respects_margin_dataset_cap_and_floor(toy_task):
@@ -41,18 +58,19 @@ def test_choose_respects_margin_dataset_cap_and_floor(toy_task):
         choose(toy_task, cfg, torch.device("cpu"), 1000, model=model, budget=(150 * MiB, "test"))
 
 
-def test_measured_model_predicts_unprobed_sizes(toy_task):
-    """Probe a real step in child processes, then check three larger, unprobed sizes."""
+def test_cpu_ladder_predicts_sizes_between_its_probes(toy_task):
+    """The CPU plan climbs to the largest batch the run may take and interpolates: real
+    training steps at sizes it never probed (fresh child processes) land within 10%."""
     cfg = config_io.load(toy_task, None, ["data.features=1024", "model.hidden=1024"])
-    model = measure(toy_task, cfg, torch.device("cpu"), sizes=[512, 1024, 2048])
-    smallest = model.probes[0]
-    measured = measure(toy_task, cfg, torch.device("cpu"), sizes=[4096, 6144, 8192]).probes
-    for probe in measured:
-        predicted = model.predict_peak(probe.batch_size)
-        assert abs(predicted - probe.peak_bytes) <= 0.10 * probe.peak_bytes
-        growth_pred = predicted - model.predict_peak(smallest.batch_size)
-        growth_meas = probe.peak_bytes - smallest.peak_bytes
-        assert abs(growth_pred - growth_meas) <= 0.20 * growth_meas
+    model = measure(toy_task, cfg, torch.device("cpu"), max_batch=4000)
+    sizes = [n for n, _ in model.points]
+    assert sizes[0] == 1 and sizes[-1] == 4000 and all(b <= 4 * a for a, b in zip(sizes, sizes[1:]))
+    for n in (1500, 3000):
+        assert n not in sizes
+        (probe,) = probe_cpu(toy_task, cfg, sizes=[n])
+        growth = probe.peak_bytes - probe.baseline_bytes
+        assert abs(model.growth(n) - growth) <= 0.10 * growth, (n, model.growth(n), growth)
+        assert abs(model.predict_peak(n) - probe.peak_bytes) <= 0.10 * probe.peak_bytes
 
 
 def _memory_cgroup(limit_bytes: int) -> Path:

@@ -140,7 +140,7 @@ class ToyTask(Task):
             total += len(y)
         return {"accuracy": correct / total, "loss": loss_sum / total}
 
-    def example_batch(self, cfg, batch_size, extent):
+    def example_batch(self, cfg, batch_size, extent, rank=0):
         x = torch.randn(batch_size, cfg.data.features)
         return x, torch.zeros(batch_size, dtype=torch.int64)
 

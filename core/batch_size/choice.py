@@ -41,15 +41,15 @@ def choose(task: Any, cfg: Any, device: torch.device, dataset_size: int | None =
         else:
             budget = cpu_budget()
     budget_bytes, budget_source = budget
-    model = model or measure(task, cfg, device, budget_bytes=budget_bytes, extent=extent)
+    cap = batch_cap(dataset_size)
+    model = model or measure(task, cfg, device, budget_bytes=budget_bytes, extent=extent, max_batch=cap)
     usable = budget_bytes * t.memory_safety_margin
     workers_fixed, per_sample_extra = 0.0, 0.0
     if device.type != "cuda" and t.num_workers:
         workers_fixed = t.num_workers * WORKER_OVERHEAD_BYTES
         per_sample_extra = t.num_workers * t.prefetch_factor * sample_bytes(task, cfg, extent)
     fits = model.largest_fitting(usable - workers_fixed, per_sample_extra)
-    cap = max(1, int(dataset_size * FRACTION_OF_DATASET)) if dataset_size else MAX_PROBE_BATCH
-    chosen = min(fits, cap, MAX_PROBE_BATCH)
+    chosen = min(fits, cap)
     if chosen < 1:
         need = model.growth(1) + workers_fixed + per_sample_extra
         raise UserError(f"batch size 1 needs about {need / 2**30:.2f} GiB but only {usable / 2**30:.2f} GiB "
@@ -57,13 +57,32 @@ def choose(task: Any, cfg: Any, device: torch.device, dataset_size: int | None =
                         "available; use a smaller model or patch, or a machine with more memory")
     if chosen >= 16:
         chosen -= chosen % 8  # multiples of 8 suit tensor cores and vectorised CPU kernels
-    limit = "memory" if fits <= cap else f"capped at 5% of {dataset_size} samples"
-    reason = (f"auto ({limit}): step memory {max(model.fixed_bytes, 0) / 2**20:.0f} MiB + "
-              f"{(model.per_sample_bytes + per_sample_extra) / 2**20:.2f} MiB/sample fitted on probes at "
-              f"{[p.batch_size for p in model.probes]}, budget {t.memory_safety_margin:.0%} of "
-              f"{budget_bytes / 2**30:.2f} GiB {budget_source} on {device.type}")
+    if fits <= cap:
+        limit = "memory"
+    else:
+        limit = f"capped at 5% of {dataset_size} samples" if dataset_size else f"capped at {MAX_PROBE_BATCH}"
+    reason = (f"auto ({limit}): {_describe(model, chosen, per_sample_extra)}, budget {t.memory_safety_margin:.0%} "
+              f"of {budget_bytes / 2**30:.2f} GiB {budget_source} on {device.type}")
     predicted = model.growth(chosen) + workers_fixed + per_sample_extra * chosen
     return Choice(chosen, reason, model, budget_bytes, predicted)
+
+
+def batch_cap(dataset_size: int | None) -> int:
+    """The largest batch a run may take: 5% of its training set, at most MAX_PROBE_BATCH."""
+    if not dataset_size:
+        return MAX_PROBE_BATCH
+    return min(MAX_PROBE_BATCH, max(1, int(dataset_size * FRACTION_OF_DATASET)))
+
+
+def _describe(model: MemoryModel, chosen: int, per_sample_extra: float) -> str:
+    """How the step memory of ``chosen`` was obtained, for the reason line."""
+    sizes = [p.batch_size for p in model.probes]
+    if model.points:
+        return (f"step memory {model.growth(chosen) / 2**20:.0f} MiB at batch {chosen}"
+                f"{f' + {per_sample_extra / 2**20:.2f} MiB/sample for workers' if per_sample_extra else ''}, "
+                f"measured on a ladder of probes at {sizes}")
+    return (f"step memory {max(model.fixed_bytes, 0) / 2**20:.0f} MiB + "
+            f"{(model.per_sample_bytes + per_sample_extra) / 2**20:.2f} MiB/sample fitted on probes at {sizes}")
 
 
 def choose_batch_size(task: Any, cfg: Any, device: torch.device, train_set: Any,

@@ -1,11 +1,20 @@
 """Measuring the real training step (core.step.train_step) at a series of batch sizes.
 
 - CUDA: probes run in this process (an OOM there is an exception we can catch) and read
-  ``torch.cuda.max_memory_allocated``.
+  ``torch.cuda.max_memory_allocated``; the series stops once three probes resolve a line.
 - CPU: the kernel's OOM killer sends SIGKILL, which no process survives, so probes run in a
   child process (``python -m core.batch_size``) that reports its own peak RSS (VmHWM); a
-  probe that dies costs nothing but the probe. Probes run with
-  ``core.runtime.predictable_malloc`` (their peak RSS then follows live tensors).
+  probe that dies costs nothing but the probe. The child runs under the training process's
+  settings (its allocator, OpenMP and oneDNN environment: core.process_env), and the series
+  climbs a ladder of sizes up to the largest batch the run may take, because resident
+  memory there is not linear in the batch (core.batch_size.memory_model).
+
+Each size runs PROBE_RANKS: the task's third, second and first heaviest batches of the run
+(``example_batch(..., rank=k)``), the heaviest last, one training step each. A run meets
+many batch shapes; the ones before its heaviest leave freed heap and cached kernels of
+their own shapes behind, which a probe of one batch repeated would not hold (ARC guide,
+default config, batch 1344: a 30-step training run grew by 2,449 MiB; the ladder with the
+heaviest batch alone predicted 2,258 MiB, with the three heaviest batches per size 2,384).
 """
 from __future__ import annotations
 
@@ -20,7 +29,7 @@ from typing import Any
 import torch
 
 from core.batch_size.memory_model import (ADAMW_BYTES_PER_PARAM, MAX_PROBE_BATCH, MemoryModel, Probe, fit,
-                                          parameter_count)
+                                          ladder, parameter_count)
 from core import process_env
 from core.errors import UserError
 from core.logging import peak_rss_bytes
@@ -34,17 +43,21 @@ def _task_target(task: Any) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
+PROBE_RANKS = (2, 1, 0)  # example_batch ranks each probed size runs, in this order (0: the heaviest)
+
+
 def _run_step(task: Any, cfg: Any, model: torch.nn.Module, raw_model: torch.nn.Module,
               optimizer: torch.optim.Optimizer, batch_size: int, device: torch.device, extent: dict[str, Any]) -> None:
-    """Two training steps through core.step.train_step, as the trainer runs them
-    (``grad_accum_steps`` micro-batches each; the second step holds AdamW's state)."""
+    """One training step through core.step.train_step per rank of PROBE_RANKS, as the trainer
+    runs them (``grad_accum_steps`` micro-batches each; from the second step on AdamW's state
+    exists, so the heaviest batch meets it)."""
     from core.precision import Precision
     from core.step import train_step
 
     precision = Precision.create(cfg.trainer.precision, device)
-    batch = task.example_batch(cfg, batch_size, extent)  # a CPU batch, as the DataLoader gives
     model.train()
-    for _ in range(2):
+    for rank in PROBE_RANKS:
+        batch = task.example_batch(cfg, batch_size, extent, rank=rank)  # a CPU batch, as the DataLoader gives
         train_step(task, cfg, model, optimizer, precision, iter([batch] * cfg.trainer.grad_accum_steps), device,
                    raw_model=raw_model)
 
@@ -55,39 +68,53 @@ def _probe_model(task: Any, cfg: Any, device: torch.device) -> tuple[torch.nn.Mo
     return (torch.compile(raw) if cfg.trainer.compile else raw), raw
 
 
-def _probe_sizes(run: Any, sizes: list[int] | None, max_growth: float | None = None) -> list[Probe]:
-    """Probe the given sizes, or grow from batch 1 (x4 while the growth is tiny, then x2)
-    until three probes span at least ``MIN_GROWTH_BYTES``. The series also stops before a
-    size whose step, extrapolated through the origin from the last probe (an over-estimate),
-    would take more than ``max_growth`` bytes (a quarter of the budget: probing must not
-    crowd the machine). ``run(n)`` returns a Probe or None (out of memory), which ends it."""
+def _probe_sizes(run: Any, sizes: list[int] | None, max_growth: float | None = None,
+                 until: int | None = None) -> list[Probe]:
+    """Probe the given sizes, or climb from batch 1 (x4 while the growth is tiny, then x2).
+    With ``until`` (CPU) the ladder climbs to ``until`` itself, the largest batch the run may
+    take; without it (CUDA) it stops once three probes span at least ``MIN_GROWTH_BYTES`` (a
+    line through them is resolved). A ladder also stops before a size whose step,
+    extrapolated through the origin from the last probe (an over-estimate), would take more
+    than ``max_growth`` bytes (a quarter of the budget: probing must not crowd the machine).
+    ``run(n)`` returns a Probe or None (out of memory), which ends the series."""
     probes: list[Probe] = []
-    n = 1
-    while (sizes is None and n <= MAX_PROBE_BATCH) or (sizes and len(probes) < len(sizes)):
-        size = sizes[len(probes)] if sizes else n
-        if sizes is None and probes and max_growth:
-            last = probes[-1]
-            if (last.peak_bytes - last.baseline_bytes) * size / last.batch_size > max_growth:
+    if sizes:
+        for size in sizes:
+            probe = run(size)
+            if probe is None:
                 break
-        probe = run(size)
+            probes.append(probe)
+        return probes
+    n = 1
+    while n <= MAX_PROBE_BATCH:
+        if probes and max_growth:
+            last = probes[-1]
+            if (last.peak_bytes - last.baseline_bytes) * n / last.batch_size > max_growth:
+                break
+        probe = run(n)
         if probe is None:
             break
         probes.append(probe)
         spread = probes[-1].peak_bytes - probes[0].peak_bytes
-        if sizes is None and len(probes) >= 3 and spread >= MIN_GROWTH_BYTES:
+        if until is None and len(probes) >= 3 and spread >= MIN_GROWTH_BYTES:
+            break
+        if until is not None and n >= until:
             break
         n *= 4 if spread < MIN_GROWTH_BYTES / 8 else 2
+        if until is not None:
+            n = min(n, until)
     return probes
 
 
 def probe_cpu(task: Any, cfg: Any, sizes: list[int] | None = None, threads: int | None = None,
               timeout: float = 3600, max_growth: float | None = None,
-              extent: dict[str, Any] | None = None) -> list[Probe]:
+              extent: dict[str, Any] | None = None, until: int | None = None) -> list[Probe]:
     """Probe in a child process, sizes in increasing order (peak RSS only grows, so the peak
-    after size n is the peak of size n). A child killed by the OOM killer keeps the probes
-    it reported before dying."""
+    after size n is the peak of size n); without ``sizes``, a ladder up to ``until``. A child
+    killed by the OOM killer keeps the probes it reported before dying."""
     spec = {"task": _task_target(task), "config": cfg.model_dump(mode="json"), "sizes": sizes,
-            "threads": threads or torch.get_num_threads(), "max_growth": max_growth, "extent": extent or {}}
+            "threads": threads or torch.get_num_threads(), "max_growth": max_growth, "extent": extent or {},
+            "until": until}
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     process_env.apply_defaults(env)  # the training process's OpenMP/oneDNN settings
@@ -108,9 +135,7 @@ def probe_child() -> None:
     import importlib
 
     from core import config as config_io
-    from core.runtime import predictable_malloc
 
-    predictable_malloc()
     spec = json.loads(sys.stdin.read())
     torch.set_num_threads(spec["threads"])
     module, _, cls = spec["task"].partition(":")
@@ -128,7 +153,7 @@ def probe_child() -> None:
         print(json.dumps(asdict(probe)), flush=True)
         return probe
 
-    _probe_sizes(run, spec["sizes"], spec["max_growth"])
+    _probe_sizes(run, spec["sizes"], spec["max_growth"], spec["until"])
 
 
 def probe_cuda(task: Any, cfg: Any, device: torch.device, sizes: list[int] | None = None,
@@ -159,17 +184,21 @@ def _probe_cuda_sizes(task: Any, cfg: Any, device: torch.device, sizes: list[int
 
 
 def measure(task: Any, cfg: Any, device: torch.device, sizes: list[int] | None = None,
-            budget_bytes: float | None = None, extent: dict[str, Any] | None = None) -> MemoryModel:
-    """Probe the training step (at ``sizes``, or a growing series from 1) and fit the line
-    through the last three probes.
+            budget_bytes: float | None = None, extent: dict[str, Any] | None = None,
+            max_batch: int = MAX_PROBE_BATCH) -> MemoryModel:
+    """Probe the training step (at ``sizes``, or a growing series from 1) and model it: on
+    CUDA the line through the last three probes, on the CPU the polyline through a ladder
+    that climbs to ``max_batch`` (the largest batch the run may take; memory_model explains
+    why).
 
     When only batch 1 can be probed (a 3D U-Net on 128^3 patches takes several GB per
     sample on a CPU), the line goes through that probe with the fixed part computed, not
     fitted: AdamW's 16 bytes per parameter (fp32 weights, gradients, two moments)."""
     max_growth = budget_bytes / 4 if budget_bytes else None
-    probes = probe_cuda(task, cfg, device, sizes, extent) if device.type == "cuda" else \
-        probe_cpu(task, cfg, sizes, max_growth=max_growth, extent=extent)
-    probes = probes if sizes else probes[-3:]
+    if device.type == "cuda":
+        probes = probe_cuda(task, cfg, device, sizes, extent)
+    else:
+        probes = probe_cpu(task, cfg, sizes, max_growth=max_growth, extent=extent, until=max_batch)
     if len(probes) == 1 and not sizes:
         only = probes[0]
         fixed = ADAMW_BYTES_PER_PARAM * parameter_count(task, cfg)
@@ -178,4 +207,6 @@ def measure(task: Any, cfg: Any, device: torch.device, sizes: list[int] | None =
     if len(probes) < 2:
         raise UserError(f"could not measure a training step on {device}: the probes at batch sizes "
                         f"{sizes or [1, 2]} ran out of memory; use a smaller model or set trainer.batch_size")
-    return fit(probes, device.type)
+    if device.type == "cuda":
+        return fit(probes if sizes else probes[-3:], device.type)
+    return ladder(probes, device.type)

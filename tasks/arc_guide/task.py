@@ -22,7 +22,7 @@ from pydantic import Field, field_validator
 
 from core import atomic
 from core.config import RunConfig, Section, TrainerConfig
-from core.data_order import heaviest_batch
+from core.data_order import heaviest_batches
 from core.paths import cache_dir
 from core.task import Task, model_device
 from tasks.arc_guide import metrics
@@ -247,14 +247,16 @@ class ArcGuideTask(Task):
     def batch_extent(self, cfg: ArcGuideConfig, train: ArcPairsDataset) -> dict[str, Any]:
         return train.extent()
 
-    def example_batch(self, cfg: ArcGuideConfig, batch_size: int, extent: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """The heaviest batch of ``batch_size`` the run draws from the data at hand.
+    def example_batch(self, cfg: ArcGuideConfig, batch_size: int, extent: dict[str, Any],
+                      rank: int = 0) -> dict[str, torch.Tensor]:
+        """The ``rank``-th heaviest batch of ``batch_size`` the run draws from the data at hand
+        (0: the heaviest).
 
         The model packs each grid's real cells (model.py), so memory follows the cells of a
         batch, not its padded size: the batch is the one with the most cells among those
-        the run's data order yields (core.data_order.heaviest_batch over its epochs and
+        the run's data order yields (core.data_order.heaviest_batches over its epochs and
         steps), built from those records' grid shapes with random colours. Without an
-        extent: ``max_pairs`` pairs of 30x30 grids per record (an upper bound)."""
+        extent: ``max_pairs`` pairs of 30x30 grids per record (an upper bound, every rank)."""
         rng = np.random.default_rng(0)
         n_labels = len(vocabulary(cfg))
         shapes = np.asarray(extent.get("pair_shapes", []), dtype=np.int64).reshape(-1, 4)
@@ -264,7 +266,8 @@ class ArcGuideTask(Task):
             weights = np.add.reduceat(cells, offset[:-1])  # (R,) cells per record
             t = cfg.trainer
             micro_batches = t.max_steps * t.grad_accum_steps if t.max_steps else 0
-            records = heaviest_batch(weights, batch_size, t.seed, t.max_epochs, micro_batches)
+            heavy = heaviest_batches(weights, batch_size, t.seed, t.max_epochs, micro_batches, rank + 1)
+            records = heavy[min(rank, len(heavy) - 1)]
             records = np.resize(records, batch_size)  # a dataset smaller than the batch repeats records
             layouts = [shapes[offset[r]:offset[r + 1]] for r in records]
         else:

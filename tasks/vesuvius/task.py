@@ -200,8 +200,10 @@ class VesuviusTask(Task):
     def val_batch_size(self, cfg: Config, train_batch_size: int) -> int:
         return 1  # validation items are whole volumes of varying shape
 
-    def example_batch(self, cfg: Config, batch_size: int, extent: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Training patches are all the configured size (plus the features' context margin)."""
+    def example_batch(self, cfg: Config, batch_size: int, extent: dict[str, Any],
+                      rank: int = 0) -> dict[str, torch.Tensor]:
+        """Training patches are all the configured size (plus the features' context margin),
+        so every ``rank`` is the same batch."""
         p = cfg.data.patch_size
         full = p + 2 * context_margin(cfg.features.channels)
         g = torch.Generator().manual_seed(0)
