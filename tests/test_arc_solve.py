@@ -360,3 +360,31 @@ def test_solve_refuses_a_limit_that_is_not_positive(flag, value, capsys):
     with pytest.raises(SystemExit) as e:
         main(["--checkpoint", "x.pt", "--tasks", "y.json", flag, value])
     assert e.value.code == 2 and "expected a positive" in capsys.readouterr().err
+
+
+def _fractal(g: np.ndarray) -> np.ndarray:
+    """Block (i, j) of the output is the input where input cell (i, j) is coloured, else background."""
+    h, w = g.shape
+    out = np.zeros((h * h, w * w), dtype=np.uint8)
+    for i, j in zip(*np.nonzero(g)):
+        out[i * h:(i + 1) * h, j * w:(j + 1) * w] = g
+    return out
+
+
+@pytest.mark.parametrize("prefix", [(), ("rot90",)])
+def test_a_learner_ends_a_program_and_its_fitted_step_makes_the_attempt(prefix):
+    """A fractal layout (no fixed DSL step makes one) is found as a learner's fitted step,
+    alone or after a whole-grid step; the report names the hypothesis the learner fitted."""
+    from tasks.arc_guide.search import NAMES_V2
+
+    rng = np.random.default_rng(3)
+    grids = [np.where(rng.random((3, 3)) < 0.5, rng.integers(1, 10), 0).astype(np.uint8) for _ in range(4)]
+    grids = [g if g.any() else np.eye(3, dtype=np.uint8) * 4 for g in grids]
+    pairs = [(g, _fractal(run_program(prefix, g))) for g in grids]
+    favoured = {"compose_tiles", *prefix}
+    p = np.array([0.6 if name in favoured else 0.01 for name in NAMES_V2])
+    row = solve_task(ArcTask("fractal", pairs[:3], pairs[3:]), FixedGuide(p), budget=2000, max_length=3,
+                     templates=True)
+    assert row["solved"] is True, row
+    assert row["program"][:len(prefix)] == list(prefix) and row["program"][-1].startswith("fractal")
+    assert row["programs_evaluated"] <= 10  # the favoured learner comes early

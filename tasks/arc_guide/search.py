@@ -23,6 +23,14 @@ the frontier. Contracts of :func:`search`:
   must also apply to every test input, and each further solution (up to ``attempts``)
   must predict test outputs that differ from the earlier solutions' (two attempts per
   test input, the ARC Prize rule). Accepted programs are not extended.
+- With ``templates`` (DSL v2), the steps also include the object-level templates (one step
+  per argument choice) and the learners of tasks.arc_guide.fitting. A learner is always a
+  program's last step: evaluating ``prefix + (learner,)`` fits it on the prefix's grids and
+  the train outputs, and each candidate it yields is a solution (its candidates reproduce
+  the train pairs by contract), up to ``attempts`` in all. Every hypothesis the learner
+  checks is a program (the prefix plus that fitted step) and counts as one evaluation
+  (tasks.arc_guide.fitting.Meter): a learner weighing thousands of feature subsets spends
+  the budget that thousands of other programs would.
 - With ``local_rules``, attempts that no program filled may go to a neighbourhood rule
   fitted on the train pairs (tasks.arc_guide.local_rules), the program then empty.
 - The search stops at ``budget`` programs evaluated, at ``attempts`` solutions, or at
@@ -31,26 +39,32 @@ the frontier. Contracts of :func:`search`:
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from tasks.arc_guide.dsl import DIHEDRAL, IDEMPOTENT, N_COLOURS, PRIMITIVES, NotApplicable
+from tasks.arc_guide.fitting import LEARNERS, BudgetSpent, Fitted, Meter, learner
 from tasks.arc_guide.local_rules import NEIGHBOURHOODS, LocalRule, fit_local_rule
 from tasks.arc_guide.templates import TEMPLATES, apply_any, run_steps, task_steps
 
 NAMES = tuple(PRIMITIVES)  # the whole-grid primitives (DSL v1)
-NAMES_V2 = NAMES + tuple(TEMPLATES)  # plus the object-level templates (their arguments come per task)
+# plus the object-level templates (their arguments come per task) and the learners (their
+# parameters are fitted on the train pairs)
+NAMES_V2 = NAMES + tuple(TEMPLATES) + tuple(LEARNERS)
 MIN_PROBABILITY = 1e-4  # floor of p: a primitive the guide rules out is delayed, never removed
 STEP_COST = 0.05  # added per step: among equally likely programs, shorter ones go first
 
 Pair = tuple[np.ndarray, np.ndarray]
 
 
-# (program, finisher): None, a (10,) colour map, or a LocalRule fitted on the train pairs
-Solution = tuple[tuple[str, ...], "Optional[np.ndarray | LocalRule]"]
+# what follows a solution's program: nothing, a (10,) colour map, a LocalRule, or a learner's Fitted
+Finisher = "Optional[np.ndarray | LocalRule | Fitted]"
+# (program without its learner step, finisher)
+Solution = tuple[tuple[str, ...], Finisher]
 
 
 @dataclass
@@ -58,7 +72,7 @@ class SearchResult:
     """What :func:`search` found: ``program`` is None when nothing was accepted in budget."""
 
     program: Optional[tuple[str, ...]]  # the first solution's program
-    colour_map: "Optional[np.ndarray | LocalRule]"  # (10,) uint8 map (c -> colour_map[c]), a local rule, or None
+    colour_map: Finisher  # (10,) uint8 map (c -> colour_map[c]), a local rule, a learner's Fitted, or None
     evaluated: int  # programs evaluated (the budget's unit) until the first solution, or in all
     pruned_duplicates: int = 0  # evaluated programs whose grids repeated an earlier program's
     trace: list[tuple[str, ...]] = field(default_factory=list)  # evaluation order, when asked for
@@ -87,6 +101,8 @@ def expand_steps(train: Sequence[Pair], probabilities: Sequence[float], template
         for k, (name, instances) in enumerate(task_steps(train).items(), start=len(NAMES)):
             steps += instances
             step_cost += [costs[k] + np.log(len(instances))] * len(instances)
+        steps += list(LEARNERS)
+        step_cost += list(costs[len(NAMES) + len(TEMPLATES):])
     order = np.argsort(np.asarray(step_cost), kind="stable")
     return [steps[i] for i in order], np.asarray(step_cost)[order]
 
@@ -118,6 +134,10 @@ def fit_colour_map(produced: Sequence[np.ndarray], targets: Sequence[np.ndarray]
 def _skipped(last: Optional[str], step: str) -> bool:
     """Two steps back to back that always have a shorter equivalent (see dsl.DIHEDRAL/IDEMPOTENT)."""
     return last is not None and ((last in DIHEDRAL and step in DIHEDRAL) or (last == step and step in IDEMPOTENT))
+
+
+def is_learner(step: str) -> bool:
+    return step in LEARNERS
 
 
 def _accept(
@@ -167,8 +187,9 @@ def search(
     done = consider((), inputs)
     if result.solutions:
         solved_keys.add(grids_key(inputs))
-    # heap entries: (cost, tie-break counter, program, grids of the program's prefix)
-    heap: list[tuple[float, int, tuple[str, ...], list[np.ndarray]]] = []
+    # heap entries: (cost, tie-break counter, program, grids of the program's prefix or, for a
+    # learner that paused, its LearnerRun)
+    heap: list[tuple[float, int, tuple[str, ...], "list[np.ndarray] | LearnerRun"]] = []
     counter = 0
 
     def push_children(program: tuple[str, ...], grids: list[np.ndarray], cost: float) -> None:
@@ -188,9 +209,21 @@ def search(
             result.timed_out = True
             break
         cost, _, program, prefix_grids = heapq.heappop(heap)
-        result.evaluated_total += 1
         if keep_trace:
             result.trace.append(program)
+        if is_learner(program[-1]):
+            run = prefix_grids if isinstance(prefix_grids, LearnerRun) else LearnerRun(program, prefix_grids, targets, cost)
+            result.evaluated_total += run.fresh()
+            done, spent = run.advance(result, budget, deadline,
+                                      lambda p, c: _record(p, c, result, test_inputs, predicted, attempts))
+            if spent:
+                result.timed_out = spent == "deadline"
+                break
+            if not done and not run.finished:
+                counter += 1
+                heapq.heappush(heap, (run.cost(), counter, program, run))
+            continue
+        result.evaluated_total += 1
         try:
             grids = [apply_any(program[-1], g) for g in prefix_grids]
         except NotApplicable:
@@ -221,7 +254,59 @@ def search(
     return result
 
 
-def _record(program: tuple[str, ...], finisher: "Optional[np.ndarray | LocalRule]", result: SearchResult,
+class LearnerRun:
+    """A learner fitted on one prefix's grids, advanced one stage at a time: it pauses
+    between stages (``fit(..., pause=True)`` yields None there) and the search re-queues it at
+    ``base cost + log(1 + hypotheses checked)``, behind the programs cheaper than that. A big
+    family (thousands of feature subsets) then shares the budget with the programs it
+    competes with instead of spending it at once, the way a template's probability is shared
+    by its argument choices."""
+
+    def __init__(self, program: tuple[str, ...], prefix_grids: list[np.ndarray], targets: list[np.ndarray],
+                 base_cost: float):
+        self.program = program
+        self.base_cost = base_cost
+        self.meter = Meter()
+        self.stages = learner(program[-1])(prefix_grids, targets, meter=self.meter, pause=True)
+        self.started = False
+        self.finished = False
+
+    def fresh(self) -> int:
+        """1 the first time (the node counts as one program evaluated, like any step), then 0."""
+        first, self.started = not self.started, True
+        return int(first)
+
+    def cost(self) -> float:
+        return self.base_cost + math.log1p(self.meter.used)
+
+    def advance(self, result: SearchResult, budget: int, deadline: Optional[float],
+                record: Callable[[tuple[str, ...], Fitted], bool]) -> tuple[bool, Optional[str]]:
+        """Run to the next pause, ``record``-ing each candidate (with the prefix) until it says
+        the attempts are filled. Hypotheses go into ``result.evaluated_total`` as they are
+        checked (a solution's count includes the work before it). Returns (attempts filled,
+        "budget"/"deadline" when the learner ran out of either, else None)."""
+        self.meter.limit = self.meter.used + max(0, budget - result.evaluated_total)
+        self.meter.deadline = deadline
+        counted = self.meter.used
+        try:
+            for candidate in self.stages:
+                result.evaluated_total += self.meter.used - counted
+                counted = self.meter.used
+                if candidate is None:
+                    return False, None  # a pause: back into the queue
+                if record(self.program[:-1], candidate):
+                    self.finished = True
+                    return True, None
+        except BudgetSpent as spent:
+            result.evaluated_total += self.meter.used - counted
+            self.finished = True
+            return False, str(spent)
+        result.evaluated_total += self.meter.used - counted
+        self.finished = True
+        return False, None
+
+
+def _record(program: tuple[str, ...], finisher: Finisher, result: SearchResult,
             test_inputs: Optional[Sequence[np.ndarray]], predicted: set[bytes], attempts: int) -> bool:
     """Add an accepted (program, finisher) to ``result`` when it applies to every test
     input and predicts differently from the solutions so far; True when the search has its
@@ -240,10 +325,11 @@ def _record(program: tuple[str, ...], finisher: "Optional[np.ndarray | LocalRule
     return len(result.solutions) >= attempts
 
 
-def apply_solution(program: Sequence[str], colour_map: "Optional[np.ndarray | LocalRule]", grid: np.ndarray) -> np.ndarray:
-    """Run a found program (and its colour map or local rule) on one grid; raises NotApplicable."""
+def apply_solution(program: Sequence[str], finisher: Finisher, grid: np.ndarray) -> np.ndarray:
+    """Run a found program (and its colour map, local rule or fitted learner step) on one
+    grid; raises NotApplicable."""
     out = run_steps(program, np.ascontiguousarray(grid, dtype=np.uint8))
-    if isinstance(colour_map, LocalRule):
-        return colour_map.apply(out)
-    return colour_map[out] if colour_map is not None else out
+    if isinstance(finisher, (LocalRule, Fitted)):
+        return finisher.apply(out)
+    return finisher[out] if finisher is not None else out
 

@@ -53,6 +53,7 @@ from core.errors import UserError, exit_on_user_error
 from tasks.arc_guide.arc_tasks import ArcTask, load_tasks
 from tasks.arc_guide.dataset import load_dataset
 from tasks.arc_guide.guide import Guide
+from tasks.arc_guide.fitting import Fitted
 from tasks.arc_guide.local_rules import LocalRule
 from tasks.arc_guide.search import NAMES, NAMES_V2, apply_solution, search
 from tasks.arc_guide.task import ArcGuideConfig, resolve_dataset_path, vocabulary
@@ -198,7 +199,7 @@ def search_task(task: ArcTask, probabilities: np.ndarray, budget: int, max_lengt
 
 def _shown(program: Sequence[str], finisher: Any) -> list[str]:
     """A solution for the report: its steps, then its local rule's name if it has one."""
-    return list(program) + ([finisher.name] if isinstance(finisher, LocalRule) else [])
+    return list(program) + ([finisher.name] if isinstance(finisher, (LocalRule, Fitted)) else [])
 
 
 def attempt_pair(tries: Sequence[np.ndarray], test_input: np.ndarray) -> dict[str, list]:
