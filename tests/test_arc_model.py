@@ -68,7 +68,7 @@ def test_a_record_scores_the_same_alone_or_next_to_big_grids():
     rng = np.random.default_rng(1)
     model = GuideNet(P, channels=8, depth=2, hidden=32).eval()
     small, big, tiny = _item(rng, 4, 6), _item(rng, 30, 29), _item(rng, 1, 1)
-    keys = ("grids", "shapes", "pair_mask")
+    keys = ("grids", "shapes", "pair_mask", "relations")
     with torch.no_grad():
         alone = model(*[collate_records([small])[k] for k in keys])
         mixed = model(*[collate_records([tiny, small, big])[k] for k in keys])

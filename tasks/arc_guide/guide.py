@@ -27,7 +27,7 @@ from core.errors import DataError
 from core.inference import load_for_inference
 from tasks.arc_guide.arc_tasks import parse_grid
 from tasks.arc_guide.dsl import MAX_SIDE, N_COLOURS
-from tasks.arc_guide.task import ArcGuideTask, collate_records, vocabulary
+from tasks.arc_guide.task import ArcGuideTask, collate_records, guide_logits, vocabulary
 
 PAIR_CELLS_PER_BATCH = 200_000  # grid cells of one batched forward: bounds its memory (~100 MB)
 
@@ -114,7 +114,7 @@ class Guide:
     def _forward(self, batch: list[tuple[list, int]], out: np.ndarray) -> None:
         unused = np.zeros(len(self.vocabulary), dtype=np.uint8)  # labels: not read at inference
         cpu = collate_records([(pairs, unused, 0) for pairs, _ in batch])
-        logits = self.model(*(cpu[k].to(self.device, non_blocking=True) for k in ("grids", "shapes", "pair_mask")))
+        logits = guide_logits(self.model, {k: v.to(self.device, non_blocking=True) for k, v in cpu.items()})
         out[[k for _, k in batch]] = torch.sigmoid(logits.float()).cpu().numpy()
 
     def _named(self, row: np.ndarray) -> dict[str, float]:

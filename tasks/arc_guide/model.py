@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tasks.arc_guide.dsl import MAX_SIDE, N_COLOURS
+from tasks.arc_guide.relations import N_RELATIONS
 
 
 GAP = 2  # empty cells between packed grids: covers the 3x3 stem and one half-resolution cell
@@ -252,7 +253,7 @@ def dihedral_region_permutations(r: int) -> torch.Tensor:
 
 
 class GuideNet(nn.Module):
-    """forward(grids (B,K,2,H,W) uint8, shapes (B,K,2,2), pair_mask (B,K) bool) -> (B, P) logits."""
+    """forward(grids (B,K,2,H,W) uint8, shapes (B,K,2,2), pair_mask (B,K) bool, relations (B,K,R)) -> (B, P) logits."""
 
     def __init__(self, n_primitives: int, channels: int = 48, depth: int = 3, hidden: int = 256,
                  regions: int = 3, dropout: float = 0.1):
@@ -261,7 +262,7 @@ class GuideNet(nn.Module):
         self.changes = ChangeEncoder(channels)
         d = self.encoder.out_dim
         self.register_buffer("region_perms", dihedral_region_permutations(regions), persistent=False)
-        pair_in = 3 * d + 4 + 16 + N_COLOURS * N_COLOURS + 1 + 2 * channels
+        pair_in = 3 * d + 4 + 16 + N_COLOURS * N_COLOURS + 1 + 2 * channels + N_RELATIONS
         self.pair = nn.Sequential(
             nn.LayerNorm(pair_in),  # the pair features mix counts, shares and sizes: put them on one scale
             nn.Linear(pair_in, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.GELU(),
@@ -293,7 +294,9 @@ class GuideNet(nn.Module):
         )
         return torch.cat([transitions, code], dim=-1).view(b, k, -1)
 
-    def forward(self, grids: torch.Tensor, shapes: torch.Tensor, pair_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, grids: torch.Tensor, shapes: torch.Tensor, pair_mask: torch.Tensor,
+                relations: torch.Tensor) -> torch.Tensor:
+        """relations (B, K, N_RELATIONS): the exact facts of tasks.arc_guide.relations per pair."""
         b, k, _, height, width = grids.shape
         codes = self.encoder(grids.reshape(b * k * 2, height, width), shapes.reshape(b * k * 2, 2))
         codes = codes.view(b, k, 2, -1)
@@ -303,6 +306,7 @@ class GuideNet(nn.Module):
         shape_feats = torch.cat([log_ratio, (sizes[:, :, 1] - sizes[:, :, 0]) / MAX_SIDE], dim=-1)
         pairs = self.pair(torch.cat([
             c_in, c_out, c_out - c_in, shape_feats, self._layout_match(c_in, c_out), self._changes(grids, shapes),
+            relations.to(c_in.dtype),
         ], dim=-1))  # (B, K, hidden)
         m = pair_mask.unsqueeze(-1).to(pairs.dtype)
         mean = (pairs * m).sum(1) / m.sum(1).clamp(min=1.0)
