@@ -60,7 +60,9 @@ from tasks.arc_guide.local_rules import LocalRule
 from tasks.arc_guide.search import NAMES, NAMES_V2, apply_solution, search
 from tasks.arc_guide.task import ArcGuideConfig, resolve_dataset_path, vocabulary
 
-DEFAULT_BUDGET = 20000  # programs and learner hypotheses: most ARC-AGI-1 train tasks stop at the time limit first
+# programs evaluated and learner hypotheses checked; unsolved ARC-AGI-1 train tasks mostly
+# stop at the time limit before this
+DEFAULT_BUDGET = 20000
 DEFAULT_TIME_LIMIT = 8.0  # seconds per task: 400 tasks on 2 workers stay under 30 minutes
 
 
