@@ -165,7 +165,7 @@ def test_filters_refuse_programs_that_do_not_apply_or_are_not_deterministic():
     program = g2.Program((), "cell_rule", Fitted("drifting", drifting))
     assert not g2.passes_filters(program, [(g, program.run(g)) for g in GRIDS])
     identity = g2.Program(("flip_h",), "cell_rule", Fitted("identity", lambda g: g.copy()))
-    assert g2.has_dead_step(identity, GRIDS)  # a learner step that changes nothing is dead too
+    assert not g2.runs_again_alive(identity, [(g, identity.run(g)) for g in GRIDS])  # a learner step that changes nothing is dead too
 
 
 def test_colour_invariance_refuses_colour_ties_and_permutes_colour_arguments():

@@ -326,26 +326,10 @@ def colour_invariant(program: Program, pairs: Sequence[Pair]) -> bool:
         return False
 
 
-def has_dead_step(program: Program, inputs: Sequence[np.ndarray]) -> bool:
-    """Whether some step (the learner step included) leaves every grid unchanged; True when a step does not apply."""
-    grids = list(inputs)
-    try:
-        for step in program.steps:
-            new = [apply_any(step, g) for g in grids]
-            if all(np.array_equal(a, b) for a, b in zip(grids, new)):
-                return True
-            grids = new
-        if program.fitted is not None:
-            return all(np.array_equal(program.fitted.apply(g), g) for g in grids)
-    except NotApplicable:
-        return True
-    return False
-
-
 def runs_again_alive(program: Program, pairs: Sequence[Pair]) -> bool:
     """Whether running ``program`` again gives every pair's output (every step applies and the
-    program is deterministic) with no dead step (see has_dead_step): one run, step by step
-    over every input."""
+    program is deterministic) with no dead step (one that, the learner's included, leaves
+    every grid unchanged): one run, step by step over every input."""
     grids = [i for i, _ in pairs]
     steps = [functools.partial(apply_any, step) for step in program.steps]
     if program.fitted is not None:
