@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 
 import numpy as np
@@ -71,7 +72,7 @@ def test_only_confirmed_solutions_are_harvested_and_the_first_report_wins():
     ([1, 2], "r.json: not a solve report"),
 ])
 def test_a_malformed_report_names_the_report_and_the_row(report, message):
-    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+    with pytest.raises(DataError, match=re.escape(message)):
         solved_programs([report], ["r.json"])
 
 
