@@ -31,12 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.guided_search import add_search_arguments, compare, run_both
+from benchmarks.guided_search import DEFAULT_CONFIG, add_search_arguments, compare, run_both
 from benchmarks.learners import refuse_held_out
 from benchmarks.results_io import REPO, add_out_argument, given_argv, provenance, relative, report
-
-DEFAULT_CONFIG = REPO / "configs" / "arc_guide" / "default.toml"
-
 
 def fold_of(task_id: str, folds: int) -> int:
     """A task's fold: a hash of its id (stable across runs and machines)."""
@@ -103,21 +100,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import torch
 
-    from core.config import load
-    from core.registry import get_task
     from tasks.arc_guide.arc_tasks import load_tasks
-    from tasks.arc_guide.harvest import harvest, read_report, solved_programs, write_records
+    from tasks.arc_guide.harvest import builtin_dataset, harvest, read_report, solved_programs, write_records
     from tasks.arc_guide.solve import FixedGuide, load_checkpoint, primitive_frequencies
-    from tasks.arc_guide.task import resolve_dataset_path
 
     start = time.perf_counter()
     tasks = load_tasks(args.arc_source)[: args.arc_tasks or None]
     base_report = read_report(args.report)
     base_solved = {r["task_id"] for r in base_report["tasks"] if r["solved"] is True}
     programs = solved_programs([base_report], [args.report])
-    builtin = resolve_dataset_path(load(get_task("arc-guide"), Path(args.config)))
+    builtin = builtin_dataset(Path(args.config))
     folds = [[t for t in tasks if fold_of(t.task_id, args.folds) == f] for f in range(args.folds)]
-    per_fold, guided_rows, unguided_rows, base_rows = [], [], [], []
+    per_fold, guided_rows, unguided_rows = [], [], []
     for f, fold_tasks in enumerate(folds):
         inside = {t.task_id for t in fold_tasks}
         records = harvest(tasks, programs, args.repeat, keep=[t.task_id for t in tasks if t.task_id not in inside])
@@ -135,7 +129,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         guided, unguided, wall = run_both(fold_tasks, guide, prior, args, f"fold {f}")
         guided_rows += guided
         unguided_rows += unguided
-        base_rows += [{"solved": t.task_id in base_solved} for t in fold_tasks]
         per_fold.append({
             "fold": f, "tasks": len(fold_tasks), "harvested_tasks": len(records) // max(1, args.repeat),
             "val_map": float(summary["best_metric"]["value"]), "train_s": round(train_s, 1),
@@ -143,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             **compare(guided, unguided), **wall,
         })
     total = compare(guided_rows, unguided_rows)
-    total["solved_base"] = sum(r["solved"] for r in base_rows)
+    total["solved_base"] = sum(f["solved_base"] for f in per_fold)
     ids = [r["task_id"] for r in guided_rows]
     total["gained"] = [i for i, g in zip(ids, guided_rows) if g["solved"] and i not in base_solved]
     total["lost"] = [i for i, g in zip(ids, guided_rows) if not g["solved"] and i in base_solved]

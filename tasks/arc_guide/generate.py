@@ -340,12 +340,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.max_length > 8:
         raise UserError(f"--max-length {args.max_length}: at most 8 steps are supported")
     if args.dsl == "v2":
-        from tasks.arc_guide.generate_v2 import scene_source
+        from tasks.arc_guide.generate_v2 import checked_scene_source
 
-        try:
-            scene_source(args.scenes)
-        except ValueError as error:
-            raise UserError(f"--scenes {args.scenes}: {error}") from None
+        checked_scene_source(args.scenes, f"--scenes {args.scenes}")
     path = write_dataset(args.out, args.samples, args.seed, args.pairs, args.max_length, fmt, args.workers,
                          args.dsl, args.scenes)
     print(f"wrote {args.samples} records to {path} ({path.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)

