@@ -119,6 +119,14 @@ def test_the_command_writes_records_and_refuses_held_out_tasks(tmp_path, capsys)
     with pytest.raises(SystemExit) as e:
         main(["--report", str(tmp_path / "missing.json"), "--tasks", str(tmp_path / "tasks.json"), "--out", str(out)])
     assert e.value.code == 2 and "missing.json: cannot read it" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["--report", str(tmp_path / "report.json"), "--tasks", str(tmp_path / "tasks.json"), "--out", str(out),
+              "--base", str(tmp_path / "no-such-base.json")])
+    assert e.value.code == 2 and "no-such-base.json: no such dataset file" in capsys.readouterr().err
+    (tmp_path / "unsolved.json").write_text(json.dumps({"tasks": [_row("b", False, None)]}))
+    with pytest.raises(SystemExit) as e:
+        main(["--report", str(tmp_path / "unsolved.json"), "--tasks", str(tmp_path / "tasks.json"), "--out", str(out)])
+    assert e.value.code == 2 and "nothing to harvest" in capsys.readouterr().err
 
 
 def test_cross_validation_folds_are_stable_across_processes_and_cover_every_task():
