@@ -8,6 +8,8 @@ import sys
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import REPO, subprocess_env
 from core.checkpoint import FORMAT
@@ -353,7 +355,8 @@ def test_the_search_falls_back_to_a_local_rule_and_keeps_programs_first():
     assert programmed["solved"] is True and sorted(programmed["program"]) == sorted(PROGRAM)  # steps commute here
 
 
-@pytest.mark.parametrize("flag, value", [("--time-limit", "0"), ("--time-limit", "inf"), ("--workers", "0")])
+@pytest.mark.parametrize("flag, value", [("--time-limit", "0"), ("--time-limit", "inf"), ("--workers", "0"),
+                                         ("--sharpness", "0"), ("--sharpness", "-1")])
 def test_solve_refuses_a_limit_that_is_not_positive(flag, value, capsys):
     from tasks.arc_guide.solve import main
 
@@ -390,3 +393,56 @@ def test_a_learner_ends_a_program_and_its_fitted_step_makes_the_attempt(prefix):
     assert row["program"][:len(prefix)] == list(prefix) and row["program"][-1].startswith("fractal")
     assert row["names"] == [*prefix, "compose_tiles"]
     assert row["programs_evaluated"] <= 10  # the favoured learner comes early
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0.11, 1.0), min_size=len(NAMES), max_size=len(NAMES)), st.floats(0.25, 4.0))
+def test_sharpness_keeps_the_order_of_the_names_and_scales_their_gaps(p, sharpness):
+    """Any positive sharpness ranks the names as -log p does; it multiplies the cost gaps
+    (above the probability floor, which these p ** 4 stay above)."""
+    from tasks.arc_guide.search import STEP_COST, step_costs
+
+    plain, sharp = step_costs(p, sharpness=1.0), step_costs(p, sharpness=sharpness)
+    cheaper = plain[:, None] < plain[None, :] - 1e-9  # (P, P): name i clearly before name j
+    assert (sharp[:, None] < sharp[None, :])[cheaper].all()
+    assert np.allclose(sharp - STEP_COST, sharpness * (plain - STEP_COST))
+    with pytest.raises(ValueError, match="sharpness must be positive"):
+        step_costs(p, sharpness=0.0)
+
+
+def _fractal_task(prefix: tuple[str, ...]) -> ArcTask:
+    rng = np.random.default_rng(3)
+    grids = [np.where(rng.random((3, 3)) < 0.5, rng.integers(1, 10), 0).astype(np.uint8) for _ in range(4)]
+    grids = [g if g.any() else np.eye(3, dtype=np.uint8) * 4 for g in grids]
+    pairs = [(g, _fractal(run_program(prefix, g))) for g in grids]
+    return ArcTask("fractal", pairs[:3], pairs[3:])
+
+
+@pytest.mark.parametrize("case", ["second attempt", "learner after a prefix"])
+def test_a_smaller_budget_searches_a_prefix_and_solved_at_is_the_budget_that_solves(case):
+    """The report's solved_at is the smallest budget that solves the task: the search with a
+    smaller budget is a prefix of the larger one (its trace), so at solved_at the same
+    solutions are found and one evaluation less misses the right one. The second case has a
+    learner charging its hypotheses in batches after a template prefix, at a flat prior."""
+    from tasks.arc_guide.search import NAMES_V2
+
+    if case == "second attempt":
+        p = _probs(("flip_v",), high=0.9, low=0.05)
+        p[NAMES.index("rot180")] = 0.5
+        task, settings = _ambiguous_task("rot180"), dict(max_length=2)
+    else:
+        p = np.full(len(NAMES_V2), 0.1)
+        task, settings = _fractal_task(("rot90",)), dict(max_length=2, templates=True)
+    full = solve_task(task, FixedGuide(p), budget=20000, **settings)
+    assert full["solved"] is True and full["solved_at"] in full["solutions_evaluated"]
+    assert full["solved_at"] > 1
+    exact = solve_task(task, FixedGuide(p), budget=full["solved_at"], **settings)
+    short = solve_task(task, FixedGuide(p), budget=full["solved_at"] - 1, **settings)
+    assert exact["solved"] is True and exact["solved_at"] == full["solved_at"]
+    assert exact["programs"] == full["programs"][:len(exact["programs"])]
+    assert short["solved"] is False and short["solved_at"] is None
+    long_trace = search(task.train, p, budget=full["solved_at"], keep_trace=True, test_inputs=[task.test[0][0]],
+                        attempts=2, **settings).trace
+    short_trace = search(task.train, p, budget=full["solved_at"] // 2, keep_trace=True, test_inputs=[task.test[0][0]],
+                         attempts=2, **settings).trace
+    assert long_trace[:len(short_trace)] == short_trace and len(short_trace) < len(long_trace)
