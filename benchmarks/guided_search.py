@@ -142,7 +142,8 @@ def markdown(result: dict[str, Any]) -> str:
     s, a = result["synthetic"], result["arc_agi_1_train"]
     lines = [
         f"Guide: {result['checkpoint']} ({result['guide_source']}). Search: DSL v2 (primitives, templates, "
-        f"learners), best-first by summed -{result['sharpness']:g} log p, programs up to {result['max_length']} steps, budget "
+        f"learners), best-first by summed -{result['sharpness']:g} log p, programs up to {result['max_length']} "
+        f"steps, budget "
         f"{result['budget']} programs evaluated and {result['time_limit']} s a task, {result['workers']} workers, "
         "two attempts per test input. Unguided = the same search with every task given the name frequencies of "
         "the guide's training records.", "",
@@ -159,9 +160,10 @@ def markdown(result: dict[str, Any]) -> str:
               "| set | mode | " + " | ".join(a["solved_within_guided"]) + " |",
               "|---|---|" + "---|" * len(a["solved_within_guided"])]
     for name, r in (("synthetic", s), ("ARC-AGI-1 training", a)):
-        for mode in ("guided", "unguided"):
-            lines.append(f"| {name} | {mode} | " + " | ".join(str(v) for v in r[f"solved_within_{mode}"].values()) + " |")
-        ratios = [g / max(1, u) for g, u in zip(r["solved_within_guided"].values(), r["solved_within_unguided"].values())]
+        guided, unguided = r["solved_within_guided"].values(), r["solved_within_unguided"].values()
+        lines.append(f"| {name} | guided | " + " | ".join(str(v) for v in guided) + " |")
+        lines.append(f"| {name} | unguided | " + " | ".join(str(v) for v in unguided) + " |")
+        ratios = [g / max(1, u) for g, u in zip(guided, unguided)]
         lines.append(f"| {name} | guided / unguided | " + " | ".join(f"{x:.2f}" for x in ratios) + " |")
     lines += ["", "Synthetic tasks by program length:", "",
               "| length | tasks | solved guided | solved unguided |", "|---|---|---|---|"]
@@ -236,7 +238,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     tasks, lengths, drawn = held_out_tasks(args.synthetic_tasks, args.synthetic_seed, cfg.data.quality_threshold)
     guided, unguided, wall = run_both(tasks, guide, prior, args, "synthetic")
-    synthetic = {**compare(guided, unguided, args.budget), **wall, "by_length": by_length(tasks, guided, unguided, lengths)}
+    synthetic = {**compare(guided, unguided, args.budget), **wall,
+                 "by_length": by_length(tasks, guided, unguided, lengths)}
 
     arc = load_tasks(args.arc_source)[: args.arc_tasks or None]
     arc_guided, arc_unguided, arc_wall = run_both(arc, guide, prior, args, "arc")

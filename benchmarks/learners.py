@@ -10,8 +10,8 @@ candidate at all ("explained"), tasks solved (every test output among the attemp
 candidates that broke the learner contract (a yielded candidate that does not reproduce
 the train pairs: must be 0), and fitting time per task (median and max, the learner's
 effort bound); then the tasks any of them solves (what ordering the hypotheses inside the
-learners could reach at most, for one-step programs). The ARC-AGI-1 evaluation split and ARC-AGI-2 are refused: development and
-tuning use the training split only.
+learners could reach at most, for one-step programs). The ARC-AGI-1 evaluation split and
+ARC-AGI-2 are refused: development and tuning use the training split only.
 """
 from __future__ import annotations
 

@@ -90,7 +90,8 @@ class SearchResult:
     timed_out: bool = False  # stopped by the deadline
 
 
-def step_costs(probabilities: Sequence[float], names: Sequence[str] = NAMES, sharpness: float = SHARPNESS) -> np.ndarray:
+def step_costs(probabilities: Sequence[float], names: Sequence[str] = NAMES,
+               sharpness: float = SHARPNESS) -> np.ndarray:
     """(P,) probabilities in ``names`` order -> (P,) step costs ``-log p ** sharpness +
     STEP_COST`` (``p ** sharpness`` floored at MIN_PROBABILITY). Any positive sharpness keeps
     the order of the names; it sets how far apart their costs are."""
