@@ -18,6 +18,29 @@ def one_error_line(proc) -> str:
     return lines[0]
 
 
+@pytest.fixture
+def cli_error_line(capsys, monkeypatch):
+    """``train ARGS`` through core.cli.main in this process, for mistakes the CLI must refuse
+    before training starts: exit status 2 and one stderr line (an exception escaping main
+    would fail the test as a traceback would). A process start-up costs about 3 s (torch);
+    the subprocess tests above and in test_engine_faults cover the real process's exit path."""
+    from core import cli, process_env
+
+    def run(*args: str) -> str:
+        for name, value in (("GOMP_SPINCOUNT", "1000"), ("ONEDNN_PRIMITIVE_CACHE_CAPACITY",
+                                                         process_env.ONEDNN_PRIMITIVE_CACHE_CAPACITY)):
+            monkeypatch.setenv(name, value)  # what main sets for its process: restored after the test
+        capsys.readouterr()
+        code = cli.main(list(args))
+        err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert code == 2, err
+        assert len(lines) == 1 and "Traceback" not in err, err
+        return lines[0]
+
+    return run
+
+
 def test_help_lists_registered_tasks():
     proc = run_train("--help", check=True)
     assert "\n  toy " in proc.stdout and "tasks:" in proc.stdout
@@ -36,9 +59,10 @@ def test_unknown_task_lists_valid_choices():
     (["--config", "/no/such/file.toml"], "/no/such/file.toml does not exist"),
     (["--set", "trainer.batch_size=0"], "key 'trainer.batch_size'"),
 ])
-def test_config_errors_exit_2_with_one_line(tmp_path, args, expected):
-    line = one_error_line(run_train("toy", "--run-dir", str(tmp_path / "run"), *args))
+def test_config_errors_exit_2_with_one_line(tmp_path, args, expected, cli_error_line):
+    line = cli_error_line("toy", "--run-dir", str(tmp_path / "run"), *args)
     assert expected in line
+    assert not (tmp_path / "run").exists()  # refused before the run directory was made
 
 
 def test_a_device_this_machine_lacks_is_one_line_before_training(tmp_path):
@@ -51,18 +75,18 @@ def test_a_device_this_machine_lacks_is_one_line_before_training(tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_config_file_errors_name_the_file_and_key(tmp_path):
+def test_config_file_errors_name_the_file_and_key(tmp_path, cli_error_line):
     bad = tmp_path / "bad.toml"
     bad.write_text("[trainer]\nlr = 'fast'\n")
-    line = one_error_line(run_train("toy", "--config", str(bad), "--run-dir", str(tmp_path / "r")))
+    line = cli_error_line("toy", "--config", str(bad), "--run-dir", str(tmp_path / "r"))
     assert str(bad) in line and "trainer.lr" in line
     broken = tmp_path / "broken.toml"
     broken.write_text("[trainer\n")
-    assert str(broken) in one_error_line(run_train("toy", "--config", str(broken)))
+    assert str(broken) in cli_error_line("toy", "--config", str(broken), "--run-dir", str(tmp_path / "r2"))
 
 
-def test_resume_without_a_run_is_a_usage_error(tmp_path):
-    line = one_error_line(run_train("toy", "--run-dir", str(tmp_path / "empty"), "--resume"))
+def test_resume_without_a_run_is_a_usage_error(tmp_path, cli_error_line):
+    line = cli_error_line("toy", "--run-dir", str(tmp_path / "empty"), "--resume")
     assert "nothing to resume" in line
 
 
