@@ -54,8 +54,7 @@ BUDGET_POINTS = (30, 100, 300, 1000, 3000, 10000)  # smaller budgets reported be
 
 def solved_within(rows: list[dict], budgets: list[int]) -> dict[str, int]:
     """Per budget: tasks whose report row says they are solved by that many programs evaluated."""
-    return {str(b): sum(1 for r in rows if r["solved"] and r["solved_at"] is not None and r["solved_at"] <= b)
-            for b in budgets}
+    return {str(b): sum(1 for r in rows if r["solved_at"] is not None and r["solved_at"] <= b) for b in budgets}
 
 
 def train_guide(run_dir: Path) -> tuple[Path, dict[str, Any]]:

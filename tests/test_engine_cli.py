@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -19,26 +21,24 @@ def one_error_line(proc) -> str:
 
 
 @pytest.fixture
-def cli_error_line(capsys, monkeypatch):
+def cli_error_line(capsys):
     """``train ARGS`` through core.cli.main in this process, for mistakes the CLI must refuse
-    before training starts: exit status 2 and one stderr line (an exception escaping main
-    would fail the test as a traceback would). A process start-up costs about 3 s (torch);
-    the subprocess tests above and in test_engine_faults cover the real process's exit path."""
-    from core import cli, process_env
+    before training starts, checked as one_error_line checks a process (an exception escaping
+    main fails the test as a traceback would). A process start-up costs about 3 s (torch);
+    the subprocess tests above and in test_engine_faults cover the real process's exit path.
+    The environment defaults main sets for its process are undone afterwards."""
+    from core import cli
+
+    saved = dict(os.environ)
 
     def run(*args: str) -> str:
-        for name, value in (("GOMP_SPINCOUNT", "1000"), ("ONEDNN_PRIMITIVE_CACHE_CAPACITY",
-                                                         process_env.ONEDNN_PRIMITIVE_CACHE_CAPACITY)):
-            monkeypatch.setenv(name, value)  # what main sets for its process: restored after the test
         capsys.readouterr()
         code = cli.main(list(args))
-        err = capsys.readouterr().err
-        lines = err.strip().splitlines()
-        assert code == 2, err
-        assert len(lines) == 1 and "Traceback" not in err, err
-        return lines[0]
+        return one_error_line(subprocess.CompletedProcess(["train", *args], code, "", capsys.readouterr().err))
 
-    return run
+    yield run
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def test_help_lists_registered_tasks():

@@ -130,16 +130,13 @@ def read_report(path: str) -> dict[str, Any]:
         raise DataError(f"{path}: not a JSON solve report ({e})") from None
 
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "arc_guide" / "default.toml"
-
-
-def builtin_dataset(config: Path = DEFAULT_CONFIG) -> Path:
-    """The built-in dataset that ``config`` trains on (generated on first use)."""
+def builtin_dataset(config: Optional[Path] = None) -> Path:
+    """The built-in dataset that ``config`` trains on (generated on first use); None: the
+    task's defaults, which are configs/arc_guide/default.toml's (core.config.load)."""
     from core.config import load
-    from core.registry import get_task
     from tasks.arc_guide.task import resolve_dataset_path
 
-    return resolve_dataset_path(load(get_task("arc-guide"), config))
+    return resolve_dataset_path(load("arc-guide", config))
 
 
 @exit_on_user_error

@@ -182,10 +182,10 @@ def search_task(task: ArcTask, probabilities: np.ndarray, budget: int, max_lengt
     # per test input, the predictions of the solutions (each applies to every test input)
     predictions = [[apply_solution(program, mapping, grid) for program, mapping in result.solutions]
                    for grid in test_inputs]
-    solved = test_verdict(task, predictions, found=bool(result.solutions))
+    solved = attempts_verdict(task, predictions, found=bool(result.solutions))
     # the first k solutions are what any budget of at least found_at[k - 1] finds
     solved_at = next((result.found_at[k - 1] for k in range(1, len(result.solutions) + 1)
-                      if test_verdict(task, [tries[:k] for tries in predictions], found=True)), None)
+                      if attempts_verdict(task, [tries[:k] for tries in predictions], found=True)), None)
     return {
         "task_id": task.task_id,
         "solved": solved,
@@ -206,7 +206,7 @@ def search_task(task: ArcTask, probabilities: np.ndarray, budget: int, max_lengt
     }
 
 
-def test_verdict(task: ArcTask, predictions: Sequence[Sequence[np.ndarray]], found: bool) -> Optional[bool]:
+def attempts_verdict(task: ArcTask, predictions: Sequence[Sequence[np.ndarray]], found: bool) -> Optional[bool]:
     """Whether some solutions (``found``; per test input, ``predictions`` are theirs) solve
     ``task``: True when every test output is known and one of its attempts reproduces it,
     False when a known one is missed or nothing was found, None when nothing disproves it
