@@ -229,3 +229,23 @@ def test_colour_and_part_templates_on_hand_built_grids():
     parts[4, 9] = 6  # part (1, 2)
     assert apply_step("parts_to_cells(majority)", parts).tolist() == [[4, 0, 0], [0, 0, 6]]
     assert apply_step("parts_to_cells(any)", parts).tolist() == [[4, 0, 0], [0, 0, 4]]
+
+
+@SETTINGS
+@given(sparse_grids(max_side=8), st.integers(1, 3), st.integers(1, 3), st.sampled_from(["rows", "cols", "both"]))
+def test_collapse_repeats_undoes_repeating_lines(grid, row_repeats, col_repeats, axis):
+    from tasks.arc_guide.dsl import NotApplicable
+    from tasks.arc_guide.templates import apply_step
+
+    def collapse(g: np.ndarray, lines: str) -> np.ndarray:
+        try:
+            return apply_step(f"collapse_repeats({lines})", g)
+        except NotApplicable:  # nothing repeated: the grid is its own collapse
+            return g
+
+    core = collapse(grid, "both")
+    assert np.array_equal(collapse(core, "both"), core)  # no adjacent lines repeat any more
+    stretched = np.repeat(np.repeat(core, row_repeats, axis=0), col_repeats, axis=1)
+    expected = {"rows": np.repeat(core, col_repeats, axis=1), "cols": np.repeat(core, row_repeats, axis=0),
+                "both": core}[axis]
+    assert np.array_equal(collapse(stretched, axis), expected)

@@ -284,21 +284,34 @@ def _scene(seed: int, shape=(10, 12)) -> np.ndarray:
     return g
 
 
-@pytest.mark.parametrize("program", [
-    ("crop_selected(largest,8,multi)",),
-    ("fill_enclosed_with(4)",),
-    ("crop_selected(largest,8,multi)", "upscale_2"),
-    ("gravitate_objects(down)", "flip_h", "crop_to_content"),
-    ("box_objects(5)", "flip_v", "gravitate_objects(left)", "rot180"),
+def _seeds_and_wall(seed: int) -> np.ndarray:
+    """A wall row of 5 across a 10 x 9 grid, 2-4 seed cells of colours 1 and 2 off it."""
+    rng = np.random.default_rng(seed)
+    g = np.zeros((10, 9), dtype=np.uint8)
+    g[int(rng.integers(2, 8)), :] = 5
+    free = np.argwhere(g == 0)
+    for k, (r, c) in enumerate(free[rng.choice(len(free), size=int(rng.integers(2, 5)), replace=False)]):
+        g[r, c] = 1 + k % 2
+    return g
+
+
+@pytest.mark.parametrize("program, scene", [
+    (("crop_selected(largest,8,multi)",), _scene),
+    (("fill_enclosed_with(4)",), _scene),
+    (("crop_selected(largest,8,multi)", "upscale_2"), _scene),
+    (("gravitate_objects(down)", "flip_h", "crop_to_content"), _scene),
+    (("box_objects(5)", "flip_v", "gravitate_objects(left)", "rot180"), _scene),
+    (("rays_to_wall(2,toward)", "rays_to_wall(1,away)"), _seeds_and_wall),
+    (("sidestep_rays(1,up,cw)", "flip_h", "bounce_rays(2,down_left)"), _seeds_and_wall),
 ])
-def test_the_v2_search_finds_planted_programs_of_length_1_to_4(program):
+def test_the_v2_search_finds_planted_programs_of_length_1_to_4(program, scene):
     from tasks.arc_guide.search import NAMES_V2, apply_solution
     from tasks.arc_guide.templates import template_of
 
     pairs = []
     seed = 0
     while len(pairs) < 4:  # scenes the program applies to (a tie for "largest" does not)
-        g = _scene(seed)
+        g = scene(seed)
         seed += 1
         try:
             pairs.append((g, apply_solution(program, None, g)))

@@ -100,14 +100,16 @@ LEARNER_NAMES = tuple(LEARNERS)
 FAMILY_TEMPLATES = {
     "objects": ("crop_selected", "keep_selected", "remove_selected", "recolour_selected", "move_selected",
                 "gravitate_objects", "box_objects", "outline_objects", "count_objects", "recolour_by_size",
-                "fill_enclosed_with", "remove_colour", "keep_colour", "crop_colour"),
+                "fill_enclosed_with", "remove_colour", "keep_colour", "crop_colour", "corner_rays"),
     "separated": ("overlay_parts", "select_part", "parts_to_cells"),
     "halves": ("overlay_parts",),
     "symmetric": ("complete_symmetry", "crop_hole"),
-    "points": ("lines_from", "connect_same_colour", "count_objects"),
+    "points": ("lines_from", "connect_same_colour", "count_objects", "lines_across", "bounce_rays", "corner_rays",
+               "collapse_repeats"),
     "lattice": ("remove_colour", "keep_colour", "crop_colour"),
-    "tiles": ("remove_colour", "keep_colour", "recolour_selected"),
+    "tiles": ("remove_colour", "keep_colour", "recolour_selected", "collapse_repeats"),
     "cells": ("parts_to_cells", "select_part"),
+    "walls": ("lines_from", "lines_across", "rays_to_wall", "bounce_rays", "sidestep_rays", "connect_same_colour"),
 }
 
 Pair = tuple[np.ndarray, np.ndarray]

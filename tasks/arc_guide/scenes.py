@@ -7,6 +7,8 @@ Families (what the object-level templates and the learners need something to wor
     symmetric   a pattern symmetric left-right, up-down or under rotation, a patch of it hidden
                 under a hole colour
     points      a few single cells on a background (for lines and connections)
+    walls       single cells of a few colours with obstacle cells of another colour and, mostly,
+                a full line of it across the grid (for rays that stop, turn or aim at a wall)
     lattice     a small motif repeated over the grid, a patch or two of it hidden under a hole
                 colour (periodic patterns to complete)
     tiles       small grids (2..5 a side, one shape per record) of a few colours (to lay out,
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FAMILIES = ("objects", "separated", "halves", "symmetric", "points", "lattice", "tiles", "cells")
+FAMILIES = ("objects", "separated", "halves", "symmetric", "points", "lattice", "tiles", "cells", "walls")
 # the largest side of a record's scenes: ARC inputs are mostly 3..15 a side, some up to 30
 MAX_SIDES = (6, 8, 10, 12, 14, 14, 18, 22)
 
@@ -150,6 +152,21 @@ def _points(rng: np.random.Generator, s: Style) -> np.ndarray:
     return g
 
 
+def _walls(rng: np.random.Generator, s: Style) -> np.ndarray:
+    h, w = _size(rng, 5, max(5, s.max_side))
+    g = np.full((h, w), s.background, dtype=np.uint8)
+    if s.axis == 0:  # a wall row
+        g[int(rng.integers(1, h - 1)), :] = s.special
+    elif s.axis == 1:  # a wall column
+        g[:, int(rng.integers(1, w - 1))] = s.special
+    n_obstacles = int(rng.integers(0, 4))
+    g[rng.integers(0, h, n_obstacles), rng.integers(0, w, n_obstacles)] = s.special
+    free = np.argwhere(g == s.background)  # seeds never cover the wall or an obstacle
+    seeds = free[rng.choice(len(free), size=min(len(free), int(rng.integers(1, 6))), replace=False)]
+    g[seeds[:, 0], seeds[:, 1]] = rng.choice(np.asarray(s.palette), size=len(seeds))
+    return g
+
+
 def _lattice(rng: np.random.Generator, s: Style) -> np.ndarray:
     # a fresh (mh, mw) motif per scene over the record's colours, tiled over (h, w)
     mh, mw = s.shape
@@ -173,4 +190,5 @@ _FAMILY = {
     "lattice": _lattice,
     "tiles": _tiles,
     "cells": _cells,
+    "walls": _walls,
 }

@@ -35,7 +35,7 @@ from tasks.arc_guide.packed import ArcData
 from tasks.arc_guide.relations import N_RELATIONS, relations
 from tasks.arc_guide.search import NAMES_V2
 
-DEFAULT_DATASET_VERSION = 3  # bump when the generator's output changes (3: DSL v2 records)
+DEFAULT_DATASET_VERSION = 4  # bump when the generator's output changes (3: DSL v2 records, 4: ray templates)
 
 
 class DataConfig(Section):

@@ -25,6 +25,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from tasks.arc_guide import objects as ob
+from tasks.arc_guide import rays
 from tasks.arc_guide.dsl import MAX_SIDE, NotApplicable, apply_primitive, bounded
 
 Grid = np.ndarray
@@ -124,6 +125,12 @@ def lines_from(g: Grid, colour: int, direction: str) -> Grid:
     for r, c in cells:
         out = ob.draw_line(out, int(r), int(c), direction, colour, through=False, bg=bg)
     return out
+
+
+def corner_rays(g: Grid, corners: str) -> Grid:
+    """Diagonal rays from each (8-connected, one-colour) object's box corners, ``missing``
+    (those it leaves empty) or ``all``, away from the box in the object's colour."""
+    return rays.corner_rays(g, segment(g, 8, False), corners)
 
 
 def connect_same_colour(g: Grid, colour: int) -> Grid:
@@ -256,6 +263,20 @@ def crop_colour(g: Grid, colour: int, inside: str) -> Grid:
     return g[top:bottom, left:right].copy()
 
 
+def collapse_repeats(g: Grid, axis: str) -> Grid:
+    """Runs of equal adjacent rows (``rows``), columns (``cols``) or both (``both``, rows first)
+    each kept once."""
+    out = g
+    for k, name in ((0, "rows"), (1, "cols")):
+        if axis in (name, "both"):
+            lines = np.moveaxis(out, k, 0)  # (n, m): the lines along this axis
+            keep = np.concatenate([[True], (lines[1:] != lines[:-1]).any(axis=1)])
+            out = np.moveaxis(lines[keep], 0, k)
+    if out.shape == g.shape:
+        raise NotApplicable("no repeated line")
+    return np.ascontiguousarray(out)
+
+
 def parts_to_cells(g: Grid, rule: str) -> Grid:
     """One cell per part between separator lines (the parts' layout kept): the part's most
     common foreground colour (``rule`` majority), or background unless it has any
@@ -296,6 +317,8 @@ CHOICES = {
     "selector": OBJECT_SELECTORS, "connectivity": (4, 8), "multicolour": ("single", "multi"),
     "direction": ob.STRAIGHT, "diagonal": tuple(ob.DIRECTIONS), "split": ("separator", "rows", "cols"),
     "op": tuple(OVERLAYS), "part": PART_SELECTORS, "inside": ("outer", "inner"), "rule": ("majority", "any"),
+    "lines": ("rows", "cols", "both"), "slant": rays.AXES["diagonals"], "axis": tuple(rays.AXES),
+    "way": ("toward", "away"), "side": tuple(rays.TURNS), "corners": ("missing", "all"),
 }
 
 _SPELT_CHOICES = {kind: tuple(str(a) for a in choices) for kind, choices in CHOICES.items()}
@@ -312,6 +335,11 @@ TEMPLATES: dict[str, Template] = {
     "crop_hole": Template(crop_hole, ("colour",)),
     "lines_from": Template(lines_from, ("colour", "diagonal")),
     "connect_same_colour": Template(connect_same_colour, ("colour",)),
+    "lines_across": Template(rays.lines_across, ("colour", "axis")),
+    "rays_to_wall": Template(rays.rays_to_wall, ("colour", "way")),
+    "bounce_rays": Template(rays.bounce_rays, ("colour", "slant")),
+    "sidestep_rays": Template(rays.sidestep_rays, ("colour", "direction", "side")),
+    "corner_rays": Template(corner_rays, ("corners",)),
     "box_objects": Template(box_objects, ("colour",)),
     "outline_objects": Template(outline_objects, ("colour",)),
     "overlay_parts": Template(overlay_parts, ("split", "op", "colour")),
@@ -322,6 +350,7 @@ TEMPLATES: dict[str, Template] = {
     "keep_colour": Template(keep_colour, ("colour",)),
     "crop_colour": Template(crop_colour, ("colour", "inside")),
     "parts_to_cells": Template(parts_to_cells, ("rule",)),
+    "collapse_repeats": Template(collapse_repeats, ("lines",)),
 }
 
 
@@ -405,18 +434,22 @@ def run_steps(program: Sequence[str], grid: Grid) -> Grid:
 KEEPS_SHAPE = frozenset({
     "keep_selected", "remove_selected", "recolour_selected", "move_selected", "gravitate_objects",
     "fill_enclosed_with", "complete_symmetry", "lines_from", "connect_same_colour", "box_objects",
-    "outline_objects", "recolour_by_size", "remove_colour", "keep_colour"})
+    "outline_objects", "recolour_by_size", "remove_colour", "keep_colour", "lines_across", "rays_to_wall",
+    "bounce_rays", "sidestep_rays", "corner_rays"})
 # the others but count_objects return a part of the grid or one cell per part: never a larger side
 NEVER_LARGER = frozenset(TEMPLATES) - KEEPS_SHAPE - {"count_objects"}
 # every cell these change takes one of the step's colour arguments
 PAINTS_ARGUMENTS = frozenset({
     "recolour_selected", "fill_enclosed_with", "lines_from", "connect_same_colour", "box_objects",
-    "outline_objects", "recolour_by_size"})
+    "outline_objects", "recolour_by_size", "lines_across", "rays_to_wall", "bounce_rays", "sidestep_rays"})
 ERASES = frozenset({"keep_selected", "remove_selected", "remove_colour", "keep_colour"})  # changed cells become background
-FILLS_BACKGROUND = frozenset({"lines_from", "connect_same_colour", "fill_enclosed_with"})  # only background cells change
+FILLS_BACKGROUND = frozenset({  # only background cells change
+    "lines_from", "connect_same_colour", "fill_enclosed_with", "rays_to_wall", "bounce_rays", "sidestep_rays",
+    "corner_rays"})
 MOVES = frozenset({"move_selected", "gravitate_objects"})  # cells move onto background: colour counts stay
-# a part between separator lines, or one cell per part: always smaller than the grid on some side
-SMALLER = frozenset({"overlay_parts", "select_part", "parts_to_cells"})
+# a part between separator lines, one cell per part, or the grid less its repeated lines: always
+# smaller than the grid on some side
+SMALLER = frozenset({"overlay_parts", "select_part", "parts_to_cells", "collapse_repeats"})
 _COLOUR_SLOTS = {name: tuple(k for k, kind in enumerate(t.arguments) if kind == "colour") for name, t in TEMPLATES.items()}
 
 
