@@ -208,19 +208,36 @@ def search(
     if result.solutions:
         solved_keys.add(grids_key(inputs))
     # heap entries: (cost, tie-break counter, program, grids of the program's prefix or, for a
-    # learner that paused, its LearnerRun)
-    heap: list[tuple[float, int, tuple[str, ...], "list[np.ndarray] | LearnerRun"]] = []
+    # learner that paused, its LearnerRun, sibling cursor or None). An expanded program's
+    # children go on the heap one at a time: popping a child pushes its next sibling (the
+    # cursor: parent cost, the steps allowed after the parent, this child's place among them,
+    # the first tie-break counter of the family). The heap pops exactly the entries, in exactly
+    # the order, of pushing every child at once: siblings come in (cost, counter) order, as
+    # steps are sorted cheapest first and each expansion reserves its block of counters. It
+    # only holds one entry per expanded program instead of one per child (hundreds).
+    heap: list[tuple[float, int, tuple[str, ...], "list[np.ndarray] | LearnerRun", Optional[tuple]]] = []
     counter = 0
+    allowed_after: dict[Optional[str], list[int]] = {}  # last step -> indices of the steps that may follow
+
+    def allowed(last: Optional[str]) -> list[int]:
+        key = last if last in DIHEDRAL or last in IDEMPOTENT else None  # _skipped is False for the others
+        if key not in allowed_after:
+            allowed_after[key] = [k for k, name in enumerate(steps) if not _skipped(key, name)]
+        return allowed_after[key]
+
+    def push_child(parent: tuple[str, ...], grids: list[np.ndarray], cost: float, indices: list[int], i: int,
+                   first: int) -> None:
+        k = indices[i]
+        heapq.heappush(heap, (cost + costs[k], first + i, parent + (steps[k],), grids, (cost, indices, i, first)))
 
     def push_children(program: tuple[str, ...], grids: list[np.ndarray], cost: float) -> None:
         nonlocal counter
         if len(program) >= max_length:
             return
-        last = program[-1] if program else None
-        for name, step_cost in zip(steps, costs):
-            if not _skipped(last, name):
-                counter += 1
-                heapq.heappush(heap, (cost + step_cost, counter, program + (name,), grids))
+        indices = allowed(program[-1] if program else None)
+        if indices:
+            push_child(program, grids, cost, indices, 0, counter + 1)
+            counter += len(indices)
 
     if not result.solutions:
         push_children((), inputs, 0.0)
@@ -228,7 +245,11 @@ def search(
         if deadline is not None and (result.evaluated_total - 1) % 64 == 0 and time.perf_counter() > deadline:
             result.timed_out = True
             break
-        cost, _, program, prefix_grids = heapq.heappop(heap)
+        cost, _, program, prefix_grids, sibling = heapq.heappop(heap)
+        if sibling is not None:
+            parent_cost, indices, i, first = sibling
+            if i + 1 < len(indices):
+                push_child(program[:-1], prefix_grids, parent_cost, indices, i + 1, first)
         if keep_trace:
             result.trace.append(program)
         if is_learner(program[-1]):
@@ -241,7 +262,7 @@ def search(
                 break
             if not done and not run.finished:
                 counter += 1
-                heapq.heappush(heap, (run.cost(), counter, program, run))
+                heapq.heappush(heap, (run.cost(), counter, program, run, None))
             continue
         result.evaluated_total += 1
         try:
