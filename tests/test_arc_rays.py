@@ -123,28 +123,35 @@ def test_stopping_rays_only_paint_background_in_the_seed_colour(case, data):
 
 @SETTINGS
 @given(st.integers(2, 10), st.integers(2, 10), st.data(), st.sampled_from(ob.STRAIGHT), st.sampled_from(("cw", "ccw")))
-def test_a_sidestep_ray_with_nothing_in_its_way_is_a_plain_ray(h, w, data, direction, side):
+def test_a_sidestep_ray_needs_an_obstacle_to_step_round(h, w, data, direction, side):
     g = np.zeros((h, w), dtype=np.uint8)
-    g[data.draw(st.integers(0, h - 1)), data.draw(st.integers(0, w - 1))] = 4
-    plain = apply_step(f"lines_from(4,{direction})", g)
-    plain = None if np.array_equal(plain, g) else plain  # lines_from returns an unchanged grid
-    try:
-        sidestep = apply_step(f"sidestep_rays(4,{direction},{side})", g)
-    except NotApplicable:
-        sidestep = None
-    assert (plain is None) == (sidestep is None)
-    if plain is not None:
-        assert np.array_equal(plain, sidestep)
+    r, c = data.draw(st.integers(0, h - 1)), data.draw(st.integers(0, w - 1))
+    g[r, c] = 4
+    with pytest.raises(NotApplicable):  # nothing in its way: a plain ray, lines_from's
+        apply_step(f"sidestep_rays(4,{direction},{side})", g)
+    dr, dc = ob.DIRECTIONS[direction]
+    sr, sc = ob.DIRECTIONS[rays.TURNS[side][direction]]
+    if not (0 <= r + dr < h and 0 <= c + dc < w and 0 <= r + sr < h and 0 <= c + sc < w):
+        return
+    g[r + dr, c + dc] = 5  # an obstacle right ahead, room aside: the ray steps round it
+    out = apply_step(f"sidestep_rays(4,{direction},{side})", g)
+    assert out[r + sr, c + sc] == 4 and out[r + dr, c + dc] == 5
+    assert np.array_equal(out[g != 0], g[g != 0])
 
 
 @SETTINGS
 @given(st.integers(2, 14), st.integers(2, 14), st.integers(0, 13), st.sampled_from(rays.AXES["diagonals"]))
 def test_a_bounce_ray_crosses_every_row_once_moving_one_column_a_row(h, w, col, diagonal):
     g = np.zeros((h, w), dtype=np.uint8)
-    start_row = h - 1 if diagonal.startswith("up") else 0
-    g[start_row, col % w] = 6  # a seed on the edge it leaves from
+    start_row, col = (h - 1 if diagonal.startswith("up") else 0), col % w
+    g[start_row, col] = 6  # a seed on the edge it leaves from
+    to_side_wall = w - 1 - col if diagonal.endswith("right") else col
+    if h - 1 <= to_side_wall:  # it leaves through the far edge before it can bounce
+        with pytest.raises(NotApplicable):
+            rays.bounce_rays(g, 6, diagonal)
+        return
     painted = np.argwhere(rays.bounce_rays(g, 6, diagonal) != g)  # (n, 2) in row order
     assert sorted(painted[:, 0].tolist()) == sorted(set(range(h)) - {start_row})
     path = painted[::-1] if diagonal.startswith("up") else painted  # in the order drawn
-    columns = [col % w] + path[:, 1].tolist()
+    columns = [col] + path[:, 1].tolist()
     assert all(abs(a - b) == 1 for a, b in zip(columns, columns[1:]))

@@ -110,31 +110,39 @@ def rays_to_wall(g: Grid, colour: int, way: str) -> Grid:
 def bounce_rays(g: Grid, colour: int, diagonal: str) -> Grid:
     """From every cell of ``colour``, a diagonal ray of that colour that reflects off the
     left and right edges (its column step turns round) until it leaves through the top or
-    bottom edge or meets an obstacle."""
+    bottom edge or meets an obstacle. NotApplicable when no ray bounces: that is a plain
+    diagonal ray (``lines_from``), and one name per rule keeps the guide's labels apart."""
     h, w = g.shape
     if w < 2:
         raise NotApplicable("no room to bounce")
     bg, out = ob.background(g), g.copy()
     dr, start_dc = ob.DIRECTIONS[diagonal]
+    bounced = False
     for r, c in _seeds(g, colour):
         r, c, dc = int(r), int(c), start_dc
         while True:
-            if not 0 <= c + dc < w:
+            turned = not 0 <= c + dc < w
+            if turned:
                 dc = -dc
             r, c = r + dr, c + dc
             if not 0 <= r < h or g[r, c] != bg:
                 break
             out[r, c] = colour
-    return _changed(out, g)
+            bounced |= turned
+    if not bounced:
+        raise NotApplicable("no ray bounces")
+    return out
 
 
 def sidestep_rays(g: Grid, colour: int, direction: str, side: str) -> Grid:
     """From every cell of ``colour``, a straight ray of that colour in ``direction``; before
     an obstacle it steps one cell aside (``cw``: a quarter turn clockwise of its direction,
-    ``ccw``: counter-clockwise) and carries on, stopping when that cell is taken too."""
+    ``ccw``: counter-clockwise) and carries on, stopping when that cell is taken too.
+    NotApplicable when no ray steps aside: that is a plain ray (``lines_from``)."""
     bg, out = ob.background(g), g.copy()
     dr, dc = ob.DIRECTIONS[direction]
     sr, sc = ob.DIRECTIONS[TURNS[side][direction]]
+    stepped_aside = False
     for r, c in _seeds(g, colour):
         r, c = int(r), int(c)
         while _inside(g.shape, r + dr, c + dc):
@@ -142,10 +150,13 @@ def sidestep_rays(g: Grid, colour: int, direction: str, side: str) -> Grid:
                 r, c = r + dr, c + dc
             elif _inside(g.shape, r + sr, c + sc) and g[r + sr, c + sc] == bg:
                 r, c = r + sr, c + sc
+                stepped_aside = True
             else:
                 break
             out[r, c] = colour
-    return _changed(out, g)
+    if not stepped_aside:
+        raise NotApplicable("no ray steps aside")
+    return out
 
 
 def corner_rays(g: Grid, objs: Sequence[ob.Obj], corners: str) -> Grid:
