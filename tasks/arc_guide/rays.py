@@ -6,7 +6,8 @@ drew rays the single ``lines_from`` template could not (full lines across other 
 rays toward a wall line, rays from an object's missing corner, a ray that bounces between
 the side walls or steps around an obstacle). Each function here is one such rule, over a
 grid (h, w) uint8, returning a new grid (the input is never modified) or raising
-NotApplicable when the rule has no seed to start from or changes nothing.
+NotApplicable when the rule has no seed to start from or changes nothing, or when a
+bouncing or sidestepping ray never bounces or steps aside (a plain ray: ``lines_from``).
 
 A ray starts at the cell after its seed and, unless a function says it paints over
 anything, covers background cells only: it stops before the first cell that is not the
