@@ -99,6 +99,47 @@ def test_budget_counts_programs_evaluated():
     assert result.evaluated == 25 == len(result.trace)
 
 
+def _eager_trace(train, probabilities, budget: int, max_length: int) -> list[tuple[str, ...]]:
+    """The reference order: best-first by (cost, push order) with every child pushed at
+    once, duplicate grids and inapplicable steps not extended (a task with no solution)."""
+    import heapq
+
+    from tasks.arc_guide.search import _skipped, expand_steps, grids_key
+
+    steps, costs = expand_steps(train, probabilities, templates=False)
+    inputs = [i for i, _ in train]
+    heap, counter, trace, seen = [], 0, [()], {grids_key(inputs)}
+
+    def push(program, grids, cost):
+        nonlocal counter
+        for name, step_cost in zip(steps, costs):
+            if len(program) < max_length and not _skipped(program[-1] if program else None, name):
+                counter += 1
+                heapq.heappush(heap, (cost + step_cost, counter, program + (name,), grids))
+
+    push((), inputs, 0.0)
+    while heap and len(trace) < budget:
+        cost, _, program, grids = heapq.heappop(heap)
+        trace.append(program)
+        try:
+            grids = [PRIMITIVES[program[-1]](g) for g in grids]
+        except NotApplicable:
+            continue
+        if grids_key(grids) not in seen:
+            seen.add(grids_key(grids))
+            push(program, grids, cost)
+    return trace
+
+
+def test_the_search_pops_programs_in_the_order_of_pushing_every_child_at_once():
+    # no program reaches a 7 x 5 output from these 5 x 4 inputs: the whole budget is spent
+    train = [(_grid(s), np.zeros((7, 5), dtype=np.uint8)) for s in range(2)]
+    p = np.random.default_rng(3).uniform(0.01, 0.9, len(NAMES))
+    p[:4] = p[4]  # ties, broken by push order
+    result = search(train, p, budget=400, max_length=3, keep_trace=True)
+    assert result.program is None and result.trace == _eager_trace(train, p, 400, 3)
+
+
 def test_colour_map_is_fitted_and_applied():
     g = _grid(3)
     recoloured = np.where(g == 0, 0, 10 - g.astype(int) % 9 - 1).astype(np.uint8)
