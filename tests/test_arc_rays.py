@@ -40,7 +40,7 @@ def test_lines_across_paint_rows_over_columns_in_program_order():
     out = apply_step("lines_across(3,row)", apply_step("lines_across(2,col)", g))
     assert out[1].tolist() == [3, 3, 3, 3, 3]  # the row crosses the column of 2 and wins
     assert out[:, 3].tolist() == [2, 3, 2, 2, 2]
-    star = apply_step("lines_across(3,star)", np.zeros((3, 3), dtype=np.uint8) + grid_of(["000", "030", "000"]))
+    star = apply_step("lines_across(3,star)", grid_of(["000", "030", "000"]))
     assert (star == 3).all()
     with pytest.raises(NotApplicable):  # a full line already there: nothing changes
         apply_step("lines_across(3,row)", grid_of(["333", "000"]))
