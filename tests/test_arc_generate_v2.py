@@ -208,6 +208,31 @@ def test_the_label_is_the_shortest_program_found():
     assert g2.shortest_found(g2.Program(removals), _made(removals)).names == removals
 
 
+def _seeds_and_wall(seeds: list[tuple[int, int]], rows: int = 7, wall: int = 6) -> np.ndarray:
+    """rows x 8, background 0, a wall of 5 along row ``wall``, seeds of 2."""
+    grid = np.zeros((rows, 8), dtype=np.int64)
+    grid[wall, :] = 5
+    for r, c in seeds:
+        grid[r, c] = 2
+    return grid
+
+
+def test_a_one_step_template_program_takes_the_first_step_that_explains_it():
+    # every seed above the wall: its rays to the wall are plain downward rays, and the rays
+    # away from it plain upward rays, so the record takes lines_from's name (earlier in
+    # NAMES_V2): one name for one rule
+    inputs = [_seeds_and_wall(s) for s in ([(1, 1), (2, 4)], [(0, 6), (3, 2), (1, 0)], [(2, 3)])]
+    for way, direction in (("toward", "down"), ("away", "up")):
+        program = g2.Program((f"rays_to_wall(2,{way})",))
+        label = g2.shortest_found(program, [(i, program.run(i)) for i in inputs])
+        assert label.names == (f"lines_from(2,{direction})",)
+    # seeds on both sides of the wall: rays go down above it and up below it, which no
+    # single lines_from step draws, so the template keeps its name
+    inputs = [_seeds_and_wall(s, rows=12) for s in ([(1, 1), (10, 4)], [(0, 6), (9, 2)], [(3, 2), (11, 7)])]
+    program = g2.Program(("rays_to_wall(2,toward)",))
+    assert g2.shortest_found(program, [(i, program.run(i)) for i in inputs]) == program
+
+
 def test_a_learner_tried_in_place_of_steps_counts_within_its_budget(monkeypatch):
     removals = ("remove_colour(1)", "remove_colour(3)")
     monkeypatch.setattr(g2, "ANY_PROGRAM_LEARNERS", g2.ANY_PROGRAM_LEARNERS + ("cell_rule",))
@@ -409,7 +434,7 @@ def test_ruling_out_is_selective():
     assert "remove_colour(3)" in kept and len(kept) < 0.35 * len(everything)  # erasing steps only
     assert not may_map("fill_enclosed_with(6)", facts) and not may_map("count_objects(5,8)", facts)
     assert not may_map("move_selected(largest,up)", facts)  # colour counts change: nothing moved
-    kept_steps = g2.single_steps(pairs, templates=True)
+    kept_steps = g2.single_steps(pairs)
     assert kept_steps[:len(g2.WHOLE_GRID)] == list(g2.WHOLE_GRID) and set(kept_steps[len(g2.WHOLE_GRID):]) == set(kept)
 
 
@@ -417,7 +442,7 @@ def test_single_steps_keep_every_step_that_reproduces_the_pairs(records):
     for rec in records[:12]:
         pairs = _pairs(rec)
         every = list(g2.WHOLE_GRID) + [s for v in task_steps(pairs).values() for s in v]
-        kept = g2.single_steps(pairs, templates=True)
+        kept = g2.single_steps(pairs)
         assert [s for s in every if s in set(kept)] == kept  # same order
         assert {s for s in every if generate.reproduces((s,), pairs)} <= set(kept), rec["task_id"]
 

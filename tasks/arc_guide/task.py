@@ -35,8 +35,8 @@ from tasks.arc_guide.packed import ArcData
 from tasks.arc_guide.relations import N_RELATIONS, relations
 from tasks.arc_guide.search import NAMES_V2
 
-DEFAULT_DATASET_VERSION = 5  # bump when the generator's output changes (3: DSL v2 records, 4: ray templates,
-# 5: bounce and sidestep rays must bounce or sidestep)
+DEFAULT_DATASET_VERSION = 6  # bump when the generator's output changes (3: DSL v2 records, 4: ray templates,
+# 5: bounce and sidestep rays must bounce or sidestep, 6: one-step records labelled over template steps too)
 
 
 class DataConfig(Section):
