@@ -31,16 +31,17 @@ permute the outputs the same way (a program that depends on which colour is whic
 through a tie, is refused); and a learner step must be explained by its own fit.
 
 Labels are the shortest program that a bounded search finds to reproduce every pair. It
-tries, in this order: every single step in NAMES_V2 order (whole-grid primitives, then the task's template steps in task_steps order, less those that
-templates.may_map proves cannot map the pairs: skipping them changes no label); learners as
-one-step programs, in NAMES_V2 order; then programs made by deleting steps of the generated
-one, shortest first (a kept learner fitted again on its new prefix); the generated program
-last. A one-step program stops after the single steps: a one-step learner program is then
-labelled by its own learner's fit (no other learner is tried on it: they cost the most).
-So a one-step template program that another step also explains takes the first such step's
-name, as a step inside a longer program would: a ray that never bounces is a ``lines_from``
-ray, whichever template drew it (one rule, one name: the guide is not taught two names for
-the same pairs).
+tries, in this order: every single step in NAMES_V2 order (whole-grid primitives, then the
+task's template steps in task_steps order, less those that templates.may_map proves cannot
+map the pairs: skipping them changes no label); learners as one-step programs, in NAMES_V2
+order; then programs made by deleting steps of the generated one, shortest first (a kept
+learner fitted again on its new prefix); the generated program last. A one-step program
+stops after the single steps (a one-step learner program is then labelled by its own
+learner's fit; no other learner is tried on it: they cost the most). So a one-step record
+that an earlier step also explains takes that step's name, as a step inside a longer
+program would: rays toward a wall from seeds all on one side of it are ``lines_from`` rays,
+whichever template drew them (one rule, one name: the guide is not taught two names for the
+same pairs).
 
 The learners tried in place of steps are those of ANY_PROGRAM_LEARNERS (compose_tiles,
 complete_pattern: their fits cost 1-3 ms) and the generated program's own learner, each
