@@ -249,3 +249,32 @@ def test_any_names_become_the_vocabulary_and_labels_follow_its_order(tmp_path_fa
     assert partial.index.tolist() == kept and partial.stats["rejected"] == len(programs) - len(kept)
     with pytest.raises(DataError, match=f"first record {min(set(range(len(programs))) - set(kept))} "):
         ds.load_dataset(path, verbose=False, vocabulary=found[1:])
+
+
+def test_each_pairs_relations_are_packed_with_it_and_memory_mapped(tmp_path, records):
+    from tasks.arc_guide.task import ArcPairsDataset, pair_relations
+
+    path = write(tmp_path / "d.json", records)
+    cold = ds.load_dataset(path, verbose=False)
+    warm = ds.load_dataset(path, verbose=False)
+    assert warm.stats["cache"] == "hit" and isinstance(warm.relations, np.memmap)
+    for data in (cold, warm):
+        items = ArcPairsDataset(data, data.index, max_pairs=2)
+        for i, r in enumerate(data.index):
+            pairs, _, _, facts = items[i]
+            assert len(pairs) == min(2, len(records[r]["pairs"])) and facts.dtype == np.float32
+            # what training has always seen: the relations rounded to float16
+            assert np.array_equal(facts, pair_relations(pairs).astype(np.float16).astype(np.float32))
+
+
+def test_worker_processes_pack_the_same_relations_as_one_process(tmp_path, records, monkeypatch):
+    from tasks.arc_guide import packed_relations
+
+    data = ds.load_dataset(write(tmp_path / "d.json", records), verbose=False)
+    grids = (np.asarray(data.cells), np.asarray(data.grid_offset), np.asarray(data.grid_shape))
+    one = packed_relations.pack_relations(*grids, workers=1)
+    monkeypatch.setattr(packed_relations, "PARALLEL_PAIRS", 1)  # workers even for these few pairs
+    monkeypatch.setattr(packed_relations, "CHUNKS_PER_WORKER", 3)  # several chunks a worker, a short last one
+    several = packed_relations.pack_relations(*grids, workers=2)
+    assert one.shape == (len(data.grid_shape) // 2, packed_relations.N_RELATIONS) and one.any()
+    assert np.array_equal(one, several) and np.array_equal(one, data.relations)

@@ -33,6 +33,7 @@ from core.errors import DataError, exit_on_user_error
 from tasks.arc_guide import json_stream
 from tasks.arc_guide.pack_cache import LOADER_VERSION, cache_root, cached_key, open_cached, stat_tag, write_cache
 from tasks.arc_guide.packed import ARRAY_NAMES, ArcData, RecordPacker, concat
+from tasks.arc_guide.packed_relations import pack_relations
 from tasks.arc_guide.records import BadRecord, explain
 
 MAX_REPORTED = 10  # malformed records listed in the error message
@@ -91,6 +92,7 @@ def _parse_file(path: Path) -> _Parsed:
     if n_read == 0:
         raise DataError(f"{path}: the dataset holds no records")
     arrays, file_names = concat(blocks, names)
+    arrays["relations"] = pack_relations(arrays["cells"], arrays["grid_offset"], arrays["grid_shape"])
     hasher.update("\n".join(file_names).encode("utf-8"))  # the names the program ids index
     return _Parsed(arrays, file_names, sorted(bad)[:MAX_REPORTED], n_bad, n_read, hasher.hexdigest())
 

@@ -24,7 +24,7 @@ from core.atomic import atomic_write
 from core.paths import cache_dir
 from tasks.arc_guide.packed import ARRAY_NAMES
 
-LOADER_VERSION = 3  # bump when the packed layout or the parsing changes: invalidates caches
+LOADER_VERSION = 4  # bump when the packed layout or the parsing changes: invalidates caches (4: relations)
 
 
 def cache_root(path: Path) -> Path:

@@ -24,6 +24,7 @@ from tasks.arc_guide.records import BadRecord, check_fields, field_name, grid_fi
 ARRAY_NAMES = (
     "cells", "grid_offset", "grid_shape", "pair_offset", "program_ids", "program_offset",
     "quality", "complexity", "task_id_bytes", "task_id_offset", "split_key", "source_record", "source_line",
+    "relations",
 )
 MAX_NAMES = 65535  # program ids are uint16
 
@@ -51,6 +52,7 @@ class ArcData:
     split_key: np.ndarray  # (n_records,) uint64, hash of task_id: the train/val split
     source_record: np.ndarray  # (n_records,) int64, the record's number in the file
     source_line: np.ndarray  # (n_records,) int64, the line it starts on
+    relations: np.ndarray  # (n_pairs, N_RELATIONS) float16: tasks.arc_guide.relations of each pair
     index: np.ndarray  # (n_kept,) int64, the records this load keeps
     stats: dict[str, Any]
     names: list[str]  # the file's primitive names, sorted: what program_ids index
@@ -66,12 +68,7 @@ class ArcData:
 
     def grid(self, g: int) -> np.ndarray:
         """Grid ``g`` as a (rows, cols) uint8 array."""
-        h, w = int(self.grid_shape[g, 0]), int(self.grid_shape[g, 1])
-        packed = self.cells[self.grid_offset[g] : self.grid_offset[g + 1]]
-        flat = np.empty(2 * len(packed), dtype=np.uint8)
-        flat[0::2] = packed >> 4
-        flat[1::2] = packed & 0x0F
-        return flat[: h * w].reshape(h, w)
+        return unpack_grid(self.cells, self.grid_offset, self.grid_shape, g)
 
     def pairs(self, r: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """The (input, output) grids of record ``r`` (an index into all records)."""
@@ -118,6 +115,16 @@ class ArcData:
 
     def nbytes(self) -> int:
         return sum(getattr(self, name).nbytes for name in ARRAY_NAMES) + self.index.nbytes
+
+
+def unpack_grid(cells: np.ndarray, grid_offset: np.ndarray, grid_shape: np.ndarray, g: int) -> np.ndarray:
+    """Grid ``g`` of packed ``cells`` (ArcData's layout) as a (rows, cols) uint8 array."""
+    h, w = int(grid_shape[g, 0]), int(grid_shape[g, 1])
+    packed = cells[grid_offset[g] : grid_offset[g + 1]]
+    flat = np.empty(2 * len(packed), dtype=np.uint8)
+    flat[0::2] = packed >> 4
+    flat[1::2] = packed & 0x0F
+    return flat[: h * w].reshape(h, w)
 
 
 def split_key(task_id: str) -> int:
@@ -236,7 +243,8 @@ def _offsets(counts: np.ndarray) -> np.ndarray:
 
 
 def concat(blocks: list[dict[str, np.ndarray]], names: dict[str, int]) -> tuple[dict[str, np.ndarray], list[str]]:
-    """(the file's arrays (ARRAY_NAMES), its primitive names sorted) from its blocks.
+    """(the file's arrays (ARRAY_NAMES but ``relations``, which the loader adds), its
+    primitive names sorted) from its blocks.
     ``names`` numbered the names in order of first appearance; the result's program ids
     index the sorted names that valid records use (a name seen only in a dropped record
     is not one of them)."""

@@ -100,16 +100,14 @@ class ArcPairsDataset(torch.utils.data.Dataset):
     (list of (input, output) uint8 grids, multi-hot labels (P,) uint8 over
     ``data.vocabulary``, program length, (pairs, N_RELATIONS) float32 relations).
 
-    A record's relations (tasks.arc_guide.relations: a few hundred microseconds a pair) are
-    computed the first time it is drawn and kept in one compact float16 array (records x
-    max_pairs x N_RELATIONS; 10 MB for 30,000 records of 5 pairs), not recomputed each epoch."""
+    The relations (tasks.arc_guide.relations) are read from the packed data, where the
+    loader computed them once for the file (tasks.arc_guide.packed_relations): items hold no
+    state, so DataLoader workers and ranks share the memory-mapped arrays page for page."""
 
     def __init__(self, data: ArcData, indices: np.ndarray, max_pairs: int):
         self.data = data
         self.indices = np.asarray(indices, dtype=np.int64)
         self.max_pairs = max_pairs
-        self._relations = np.zeros((len(self.indices), max_pairs, N_RELATIONS), dtype=np.float16)
-        self._known = np.zeros(len(self.indices), dtype=bool)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -136,10 +134,8 @@ class ArcPairsDataset(torch.utils.data.Dataset):
         program = d.labels(r)  # (steps,) positions in the vocabulary; kept records have no -1
         labels[program] = 1
         pairs = d.pairs(r)[: self.max_pairs]
-        if not self._known[i]:
-            self._relations[i, : len(pairs)] = pair_relations(pairs)
-            self._known[i] = True
-        return pairs, labels, len(program), self._relations[i, : len(pairs)].astype(np.float32)
+        first = int(d.pair_offset[r])
+        return pairs, labels, len(program), np.asarray(d.relations[first : first + len(pairs)], dtype=np.float32)
 
 
 def pair_relations(pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
