@@ -69,8 +69,8 @@ def pytest_collection_modifyitems(config, items):
 def pytest_xdist_auto_num_workers(config) -> int:
     """Workers for ``-n auto`` (the README's test command): one per CPU this process may use,
     at most 4. Most tests wait on a one-thread CLI subprocess, so a second worker keeps a
-    second CPU busy (2 CPUs: 551 s -> 361-399 s for the whole suite); beyond 4 the longest
-    test files (80-90 s each) bound the run anyway."""
+    second CPU busy (2 CPUs, the whole suite in the same hour: 641 s in one process, 435 s
+    with 2 workers); beyond 4 the longest test files (80-90 s each) bound the run anyway."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(4, cpus))
 
