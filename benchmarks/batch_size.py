@@ -61,7 +61,7 @@ from core.errors import UserError, exit_on_user_error
 from core.instances import catalog
 from core.precision import Precision
 from core.registry import get_task
-from core.runtime import physical_cores
+from core.cpus import physical_cores
 from core.step import train_step
 
 GiB = 2**30

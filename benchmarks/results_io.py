@@ -14,7 +14,7 @@ commit and the machine, then the table. ``provenance`` holds:
   earlier in the same batch of runs do not change the code that ran); ``unknown`` outside
   a git checkout of this repo;
 - ``machine``: platform, Python and torch versions, physical cores
-  (``core.runtime.physical_cores``), logical CPUs, total RAM, CPU model, CUDA device or None;
+  (``core.cpus.physical_cores``), logical CPUs, total RAM, CPU model, CUDA device or None;
 - ``date``: UTC, ISO 8601, when the run started; ``load_1min``: the load average then (the
   machine may be shared: compare figures within one record).
 
@@ -135,7 +135,7 @@ def commit() -> str:
 def machine() -> dict[str, Any]:
     import torch
 
-    from core.runtime import physical_cores
+    from core.cpus import physical_cores
 
     ram = procfs.kib_field_bytes("/proc/meminfo", "MemTotal") or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return {

@@ -4,12 +4,12 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 
+from core.cpus import physical_cores
 from core.errors import UserError
 
 
@@ -91,20 +91,6 @@ def restore_rank_rng_state(saved: dict[str, Any] | list[dict[str, Any]], rank: i
     states = saved if isinstance(saved, list) else [saved]
     restore_rng_state(states[rank] if len(states) == world else states[0])
     return len(states)
-
-
-def physical_cores() -> int:
-    """Cores this process may use, counting each physical core once (SMT siblings share)."""
-    logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    siblings = Path("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list")
-    try:
-        text = siblings.read_text().strip()
-        # "0,4" or "0-1" -> 2 hardware threads per core
-        per_core = sum(len(range(int(a), int(b) + 1)) if "-" in part else 1
-                       for part in text.split(",") for a, _, b in [part.partition("-")])
-    except (OSError, ValueError):
-        per_core = 1
-    return max(1, logical // max(per_core, 1))
 
 
 def set_cpu_threads(num_workers: int, local_world_size: int) -> int:

@@ -71,8 +71,9 @@ def pytest_xdist_auto_num_workers(config) -> int:
     at most 4. Most tests wait on a one-thread CLI subprocess, so a second worker keeps a
     second CPU busy (2 CPUs, the whole suite in the same hour: 641 s in one process, 435 s
     with 2 workers); beyond 4 the longest test files (80-90 s each) bound the run anyway."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(4, cpus))
+    from core.cpus import usable_cpus
+
+    return max(1, min(4, usable_cpus()))
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

@@ -10,12 +10,12 @@ run, DataLoader worker and rank (tasks.arc_guide.pack_cache).
 from __future__ import annotations
 
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 from typing import Optional
 
 import numpy as np
 
+from core.cpus import usable_cpus
 from tasks.arc_guide.packed import unpack_grid
 from tasks.arc_guide.relations import N_RELATIONS, relations
 
@@ -28,9 +28,9 @@ def pack_relations(cells: np.ndarray, grid_offset: np.ndarray, grid_shape: np.nd
                    workers: Optional[int] = None) -> np.ndarray:
     """(n_pairs, N_RELATIONS) float16: the relations of each (grid 2p, grid 2p+1) pair of
     the packed grids (tasks.arc_guide.packed.ArcData's layout), in pair order; ``workers``
-    processes (default: one per core, at most MAX_WORKERS) from PARALLEL_PAIRS pairs on."""
+    processes (default: one per CPU this process may use, at most MAX_WORKERS) from PARALLEL_PAIRS pairs on."""
     n_pairs = len(grid_shape) // 2
-    workers = workers or min(MAX_WORKERS, os.cpu_count() or 1)
+    workers = workers or min(MAX_WORKERS, usable_cpus())
     # forked workers: they run numpy only, never the torch threads a fork copies; and unlike
     # spawned ones they need no importable __main__ (a notebook, python -c, a heredoc)
     if n_pairs < PARALLEL_PAIRS or workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
