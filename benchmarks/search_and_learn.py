@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 from benchmarks.guided_search import DEFAULT_CONFIG, add_search_arguments, compare, run_both
 from benchmarks.learners import refuse_held_out
 from benchmarks.results_io import REPO, add_out_argument, given_argv, provenance, relative, report
+from core.cpus import usable_cpus
 
 def fold_of(task_id: str, folds: int) -> int:
     """A task's fold: a hash of its id (stable across runs and machines)."""
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         data = folder / "data.jsonl"
         write_records(data, records, builtin)
         trained = time.perf_counter()
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(usable_cpus())
         checkpoint, summary = train_fold_guide(Path(args.config), data, folder / "run")
         train_s = time.perf_counter() - trained
         torch.set_num_threads(1)  # single-task forwards run faster on one thread

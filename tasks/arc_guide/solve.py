@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import multiprocessing
-import os
 import statistics
 import sys
 import time
@@ -55,6 +54,7 @@ import torch
 
 from core import atomic
 from core.argtypes import positive_float, positive_int
+from core.cpus import usable_cpus
 from core.errors import UserError, exit_on_user_error
 from tasks.arc_guide.arc_tasks import ArcTask, load_tasks
 from tasks.arc_guide.dataset import load_dataset
@@ -304,8 +304,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help=f"programs evaluated per task, at most (default {DEFAULT_BUDGET})")
     parser.add_argument("--time-limit", type=positive_float, default=DEFAULT_TIME_LIMIT,
                         help=f"seconds of search per task, at most (default {DEFAULT_TIME_LIMIT:g})")
-    parser.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
-                        help="search processes (default: one per CPU core)")
+    parser.add_argument("--workers", type=positive_int, default=usable_cpus(),
+                        help="search processes (default: one per CPU this process may use)")
     parser.add_argument("--sharpness", type=positive_float, default=SHARPNESS,
                         help=f"step cost = -SHARPNESS * log p: above 1 the likeliest names get more of the budget "
                              f"before the others start (default {SHARPNESS:g}; 1 = plain -log p)")

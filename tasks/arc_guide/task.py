@@ -11,7 +11,6 @@ H, W and K are the largest in the batch, not 30/30/max_pairs.
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -23,6 +22,7 @@ from pydantic import Field, field_validator
 
 from core import atomic
 from core.config import RunConfig, Section, TrainerConfig
+from core.cpus import usable_cpus
 from core.data_order import heaviest_batches
 from core.paths import cache_dir
 from core.task import Task, model_device
@@ -185,7 +185,7 @@ def default_dataset(samples: int, seed: int, max_length: int = 4, scenes: str = 
     if not path.is_file():
         from tasks.arc_guide.generate import write_dataset
 
-        workers = max(1, min(4, os.cpu_count() or 1))
+        workers = max(1, min(4, usable_cpus()))
         print(f"arc-guide: generating the built-in dataset ({samples} DSL v2 records, {workers} workers) "
               f"into {path}; later runs reuse it", file=sys.stderr, flush=True)
         write_dataset(path, samples, seed, max_length=max_length, workers=workers, dsl="v2", scenes=scenes)
