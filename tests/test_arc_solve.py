@@ -500,3 +500,27 @@ def test_a_smaller_budget_searches_a_prefix_and_solved_at_is_the_budget_that_sol
     short_trace = search(task.train, p, budget=full["solved_at"] // 2, keep_trace=True, test_inputs=[task.test[0][0]],
                          attempts=2, **settings).trace
     assert long_trace[:len(short_trace)] == short_trace and len(short_trace) < len(long_trace)
+
+
+def test_a_neural_guide_batches_its_tasks_and_maps_each_row_like_one_task():
+    """solve_tasks asks the guide for every task at once: a real (untrained) model over a
+    vocabulary with a name the DSL lacks gives, per task, what it gives that task alone (to
+    float rounding: batching pads the grids), in the DSL's order; no task, no row."""
+    from tasks.arc_guide.guide import Guide
+    from tasks.arc_guide.model import GuideNet
+    from tasks.arc_guide.search import NAMES_V2
+    from tasks.arc_guide.solve import NeuralGuide, SharedNames
+
+    vocabulary = ["flip_h", "spin_twice", "compose_tiles", "rot90"]
+    torch.manual_seed(0)
+    model = GuideNet(len(vocabulary), channels=8, depth=1, hidden=16)
+    guide = NeuralGuide(Guide(model, vocabulary, max_pairs=3), SharedNames(vocabulary, "guide.pt", NAMES_V2))
+    trains = [_task().train, _task(("rot90",), n_train=2).train, _ambiguous_task("rot180").train,
+              _fractal_task(("flip_h",)).train]
+    batched = guide.probabilities_batch(trains)
+    assert batched.shape == (len(trains), len(NAMES_V2))
+    alone = np.stack([guide.probabilities(t) for t in trains])
+    assert np.abs(batched - alone).max() < 1e-5
+    assert len({row.tobytes() for row in alone}) == len(trains)  # the tasks do get different values
+    assert guide.probabilities_batch([]).shape == (0, len(NAMES_V2))
+

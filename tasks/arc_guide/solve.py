@@ -76,6 +76,10 @@ class SearchGuide(Protocol):
 
     def probabilities(self, train: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray: ...
 
+    def probabilities_batch(self, trains: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]]) -> np.ndarray:
+        """(T, P): :meth:`probabilities` of T tasks' train pairs, one row each."""
+        ...
+
 
 class FixedGuide:
     """The same probabilities for every task (the prior-order baseline, or a test stub)."""
@@ -85,6 +89,9 @@ class FixedGuide:
 
     def probabilities(self, train: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
         return self._p
+
+    def probabilities_batch(self, trains: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]]) -> np.ndarray:
+        return np.tile(self._p, (len(trains), 1))
 
 
 class SharedNames:
@@ -133,7 +140,15 @@ class NeuralGuide:
         self.shared = shared
 
     def probabilities(self, train: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        return self.shared.to_dsl(self.guide.probabilities_batch([list(train)])[0])
+        return self.probabilities_batch([train])[0]
+
+    def probabilities_batch(self, trains: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]]) -> np.ndarray:
+        """Batched forwards (tasks.arc_guide.guide.Guide.probabilities_batch): 400 ARC tasks
+        take 8 s on one CPU thread, against 39 s one task at a time. A task's values differ
+        from its unbatched ones by float rounding only (padding reorders the sums; at most
+        7e-7 on those 400)."""
+        rows = self.guide.probabilities_batch([list(t) for t in trains])
+        return np.stack([self.shared.to_dsl(row) for row in rows]) if len(rows) else np.zeros((0, len(self.shared.dsl_names)))
 
 
 # --------------------------------------------------------------------------- checkpoint
@@ -261,7 +276,7 @@ def solve_tasks(
 ) -> list[dict[str, Any]]:
     """Report rows of all tasks (in order), with a progress line about every 5% of them on
     ``progress``. The guide runs here; the searches run in ``workers`` processes (numpy only)."""
-    probabilities = [guide.probabilities(task.train) for task in tasks]
+    probabilities = guide.probabilities_batch([task.train for task in tasks])
     jobs = [(task, p, budget, max_length, colour_map, attempts, time_limit, templates, local_rules, sharpness)
             for task, p in zip(tasks, probabilities)]
     rows: list[dict[str, Any]] = []
