@@ -524,3 +524,47 @@ def test_a_neural_guide_batches_its_tasks_and_maps_each_row_like_one_task():
     assert len({row.tobytes() for row in alone}) == len(trains)  # the tasks do get different values
     assert guide.probabilities_batch([]).shape == (0, len(NAMES_V2))
 
+
+def _stacked_overlay_task(seed: int = 0) -> ArcTask:
+    """Two 3x3 parts beside a separator column; the output is the left part over the right
+    one, each keeping its own colours: compose_tiles' stacking overlay, which overlay_parts
+    (one fixed colour for the combined mask) cannot write."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for _ in range(4):
+        left = np.where(rng.random((3, 3)) < 0.4, rng.integers(1, 5, (3, 3)), 0).astype(np.uint8)
+        right = np.where(rng.random((3, 3)) < 0.5, rng.integers(6, 10, (3, 3)), 0).astype(np.uint8)
+        grid = np.concatenate([left, np.full((3, 1), 5, np.uint8), right], axis=1)
+        pairs.append((grid, np.where(left > 0, left, right).astype(np.uint8)))
+    return ArcTask("stacked-overlay", pairs[:3], pairs[3:])
+
+
+def test_a_learner_is_tried_as_early_as_a_template_it_generalises(monkeypatch):
+    """A guide that sees an overlay and names overlay_parts (0.9), not compose_tiles (0.01):
+    compose_tiles, whose overlays hold overlay_parts' rules, gets the template's cost, so its
+    wider family solves the task within a few programs instead of after hundreds."""
+    from tasks.arc_guide import search as search_module
+    from tasks.arc_guide.search import NAMES_V2
+
+    p = np.array([0.9 if name == "overlay_parts" else 0.01 for name in NAMES_V2])
+    task = _stacked_overlay_task()
+    ruled = solve_task(task, FixedGuide(p), budget=20000, max_length=2, templates=True)
+    monkeypatch.setattr(search_module, "GENERALISED_BY", {})
+    plain = solve_task(task, FixedGuide(p), budget=20000, max_length=2, templates=True)
+    assert ruled["solved"] is True and plain["solved"] is True
+    assert ruled["names"] == plain["names"] == ["compose_tiles"]
+    assert ruled["programs_evaluated"] <= 10 < 100 <= plain["programs_evaluated"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_generalised_costs_only_lower_a_learner_to_its_cheapest_template(data):
+    from tasks.arc_guide.search import GENERALISED_BY, NAMES_V2, generalised_costs
+
+    costs = np.array(data.draw(st.lists(st.floats(0.05, 20.0), min_size=len(NAMES_V2), max_size=len(NAMES_V2))))
+    out = generalised_costs(costs)
+    changed = {NAMES_V2[k] for k in np.flatnonzero(out != costs)}
+    assert changed <= set(GENERALISED_BY) and (out <= costs).all()
+    for learner_name, templates in GENERALISED_BY.items():
+        k = NAMES_V2.index(learner_name)
+        assert out[k] == min(costs[k], *(costs[NAMES_V2.index(t)] for t in templates))
