@@ -541,8 +541,8 @@ def _stacked_overlay_task(seed: int = 0) -> ArcTask:
 
 def test_a_learner_is_tried_as_early_as_a_template_it_generalises(monkeypatch):
     """A guide that sees an overlay and names overlay_parts (0.9), not compose_tiles (0.01):
-    compose_tiles, whose overlays hold overlay_parts' rules, gets the template's cost, so its
-    wider family solves the task within a few programs instead of after hundreds."""
+    compose_tiles, whose overlays cover many of overlay_parts' rules, is raised to coverage x
+    0.9, so its wider family solves the task within a few programs instead of after hundreds."""
     from tasks.arc_guide import search as search_module
     from tasks.arc_guide.search import NAMES_V2
 
@@ -559,12 +559,18 @@ def test_a_learner_is_tried_as_early_as_a_template_it_generalises(monkeypatch):
 @settings(max_examples=60, deadline=None)
 @given(st.data())
 def test_generalised_costs_only_lower_a_learner_to_its_cheapest_template(data):
+    """p(learner) is raised to coverage x p(template) for the templates it covers: with
+    costs -sharpness log p, the learner's cost falls to the template's plus -sharpness log
+    coverage where that is lower; no other name changes, no cost rises."""
     from tasks.arc_guide.search import GENERALISED_BY, NAMES_V2, generalised_costs
 
     costs = np.array(data.draw(st.lists(st.floats(0.05, 20.0), min_size=len(NAMES_V2), max_size=len(NAMES_V2))))
-    out = generalised_costs(costs)
+    sharpness = data.draw(st.floats(0.5, 3.0))
+    out = generalised_costs(costs, sharpness)
     changed = {NAMES_V2[k] for k in np.flatnonzero(out != costs)}
     assert changed <= set(GENERALISED_BY) and (out <= costs).all()
-    for learner_name, templates in GENERALISED_BY.items():
+    for learner_name, covered in GENERALISED_BY.items():
         k = NAMES_V2.index(learner_name)
-        assert out[k] == min(costs[k], *(costs[NAMES_V2.index(t)] for t in templates))
+        assert all(0 < c < 1 for c in covered.values())
+        implied = [costs[NAMES_V2.index(t)] - sharpness * np.log(c) for t, c in covered.items()]
+        assert out[k] == pytest.approx(min(costs[k], *implied), abs=1e-12)
