@@ -138,8 +138,8 @@ def expand_steps(train: Sequence[Pair], probabilities: Sequence[float], template
     """(step names, their costs), cheapest first (ties in vocabulary order). A whole-grid
     primitive is one step; a template's probability is shared by its n argument choices
     for this task (each costs ``log n`` more), so a template with many choices does not
-    crowd out the others. With ``templates``, a learner costs no more than the templates it
-    generalises (:func:`generalised_costs`)."""
+    crowd out the others. With ``templates``, a learner of GENERALISED_BY gets at least
+    coverage x the probability of each template it covers (:func:`generalised_costs`)."""
     names = NAMES_V2 if templates else NAMES
     costs = step_costs(probabilities, names, sharpness)
     if templates:
