@@ -35,6 +35,7 @@ from benchmarks.learners import refuse_held_out
 from benchmarks.results_io import REPO, add_out_argument, given_argv, provenance, relative, report
 from core.cpus import usable_cpus
 
+
 def fold_of(task_id: str, folds: int) -> int:
     """A task's fold: a hash of its id (stable across runs and machines)."""
     return int.from_bytes(hashlib.sha256(task_id.encode()).digest()[:4], "little") % folds
